@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// One target per concern; dependencies point one way:
+// GOESCatalog ← ObjectStore ← BlockCache ← FileSystem ← FUSEBridge ← goesfs (CLI).
+let package = Package(
+    name: "goesfs",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "goesfs", targets: ["goesfs"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries, each behind a tiny shim for what Swift cannot call (macros, variadics, bitfields).
+        .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        .target(name: "GOESCatalog"),
+        .target(name: "ObjectStore", dependencies: ["CCurl", "GOESCatalog"]),
+        .target(name: "BlockCache", dependencies: ["CSQLite", "CZlib"]),
+        .target(name: "FileSystem", dependencies: [
+            "GOESCatalog", "ObjectStore", "BlockCache",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "FUSEBridge", dependencies: [
+            "CFuse", "FileSystem",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "goesfs", dependencies: [
+            "FUSEBridge", "FileSystem", "ObjectStore", "BlockCache", "GOESCatalog",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "GOESCatalogTests", dependencies: ["GOESCatalog"]),
+        .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
+        .testTarget(name: "BlockCacheTests", dependencies: ["BlockCache"]),
+        .testTarget(name: "FileSystemTests", dependencies: ["FileSystem", "ObjectStore", "BlockCache"]),
+    ]
+)

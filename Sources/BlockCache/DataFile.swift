@@ -1,0 +1,65 @@
+import CZlib
+import Foundation
+
+/// The sparse file that holds one object's cached blocks at their own offsets.
+///
+/// Block `i` covers bytes `[i·blockSize, (i+1)·blockSize)` of the object. Which blocks are valid is
+/// the index's business; this type only moves bytes.
+public final class DataFile: Sendable {
+    public let path: String
+    private let descriptor: Int32
+
+    public init(path: String) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+        self.path = path
+        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    }
+
+    deinit { close(descriptor) }
+
+    /// Writes all of `bytes` at `offset`.
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if n < 0 { if errno == EINTR { continue }; throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            done += n
+        }
+    }
+
+    /// Reads up to `buffer.count` bytes at `offset`; returns how many were there (fewer at end of file).
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if n < 0 { if errno == EINTR { continue }; throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Drops every byte (the object changed at the source).
+    public func truncate() throws {
+        if ftruncate(descriptor, 0) != 0 { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    }
+
+    /// The file's name under the cache's `objects/` folder: a hash of bucket and key, so any key is safe.
+    public static func relativePath(bucket: String, key: String) -> String {
+        var hash: UInt64 = 0xcbf29ce484222325
+        for byte in bucket.utf8 + [0] + key.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100000001b3 }
+        let hex = String(hash, radix: 16).leftPadded(to: 16)
+        return "objects/\(hex.prefix(2))/\(hex).data"
+    }
+}
+
+/// CRC-32 (zlib's) of a block, recorded in the index and checked when the block is read back.
+public func blockChecksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    UInt32(crc32(0, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), uInt(bytes.count)))
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}

@@ -1,0 +1,79 @@
+import CFuse
+import FileSystem
+import Foundation
+import Logging
+import Synchronization
+
+/// The thin layer between libfuse's low-level API and the filesystem core.
+///
+/// libfuse calls the C callbacks below on its own worker threads; each finds this object through the
+/// session's userdata, maps inode numbers to paths, and replies. Reads reply from whichever thread
+/// finishes the download, so no FUSE worker waits on the network.
+public final class FUSEBridge: Sendable {
+    let fileSystem: GOESFileSystem
+    let inodes = InodeTable()
+    let directories = Mutex<[UInt64: [DirectoryEntry]]>([:])
+    let nextDirectoryHandle = Mutex<UInt64>(1)
+    let logger: Logger
+    let uid = getuid(), gid = getgid()
+    /// Largest read and readahead the kernel is told to send (1 MiB: a block per request).
+    static let maxTransfer: UInt32 = 1 << 20
+
+    public init(fileSystem: GOESFileSystem, logger: Logger) {
+        self.fileSystem = fileSystem
+        self.logger = logger
+    }
+
+    static func from(_ req: fuse_req_t?) -> FUSEBridge {
+        Unmanaged<FUSEBridge>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
+    }
+
+    // MARK: Attributes
+
+    func stat(for attributes: NodeAttributes, inode: UInt64) -> stat {
+        var st = Glibc.stat()
+        st.st_ino = UInt(inode)
+        st.st_uid = uid
+        st.st_gid = gid
+        switch attributes.kind {
+        case .directory:
+            st.st_mode = S_IFDIR | 0o555
+            st.st_nlink = 2
+        case .file, .virtualFile:
+            st.st_mode = S_IFREG | 0o444
+            st.st_nlink = 1
+        }
+        st.st_size = off_t(attributes.size)
+        st.st_blocks = blkcnt_t((attributes.size + 511) / 512)
+        st.st_blksize = blksize_t(FUSEBridge.maxTransfer)
+        let seconds = attributes.modified.rounded(.down)
+        let time = timespec(tv_sec: Int(seconds), tv_nsec: Int((attributes.modified - seconds) * 1e9))
+        st.st_mtim = time
+        st.st_ctim = time
+        st.st_atim = time
+        return st
+    }
+
+    func replyEntry(_ req: fuse_req_t?, path: [String], attributes: NodeAttributes) {
+        let inode = inodes.reference(path)
+        var entry = fuse_entry_param()
+        entry.ino = inode
+        entry.attr = stat(for: attributes, inode: inode)
+        entry.attr_timeout = attributes.validSeconds
+        entry.entry_timeout = attributes.validSeconds
+        if fuse_reply_entry(req, &entry) != 0 {
+            // The request was interrupted: the kernel never got this reference.
+            inodes.forget(inode, count: 1)
+        }
+    }
+
+    func replyError(_ req: fuse_req_t?, _ error: any Error) {
+        // Everything the core throws is an FSError; anything else is a bug, reported as EIO.
+        fuse_reply_err(req, (error as? FSError)?.errno ?? EIO)
+    }
+}
+
+/// A request handle that may be answered from any thread, exactly once (libfuse allows this).
+struct PendingRequest: @unchecked Sendable {
+    let raw: fuse_req_t?
+}

@@ -1,0 +1,154 @@
+import CFuse
+import FileSystem
+import Foundation
+
+/// The libfuse operation table. Every callback is a plain C function: it captures nothing and
+/// finds the bridge through the request, so it can run on any libfuse thread.
+extension FUSEBridge {
+    static func operations() -> fuse_lowlevel_ops {
+        var ops = fuse_lowlevel_ops()
+        ops.`init` = { userdata, conn in
+            guard let conn else { return }
+            conn.pointee.max_readahead = FUSEBridge.maxTransfer
+            // Raising max_write also raises the kernel's max pages per request, so reads reach 1 MiB.
+            conn.pointee.max_write = FUSEBridge.maxTransfer
+        }
+        ops.lookup = { req, parent, name in
+            let bridge = FUSEBridge.from(req)
+            guard let name, let base = bridge.inodes.path(of: parent) else { return bridge.replyError(req, FSError.notFound) }
+            let path = base + [String(cString: name)]
+            do {
+                bridge.replyEntry(req, path: path, attributes: try bridge.fileSystem.attributes(path))
+            } catch {
+                bridge.replyError(req, error)
+            }
+        }
+        ops.forget = { req, inode, count in
+            FUSEBridge.from(req).inodes.forget(inode, count: count)
+            fuse_reply_none(req)
+        }
+        ops.forget_multi = { req, count, forgets in
+            let bridge = FUSEBridge.from(req)
+            for i in 0..<count { bridge.inodes.forget(forgets![i].ino, count: forgets![i].nlookup) }
+            fuse_reply_none(req)
+        }
+        ops.getattr = { req, inode, _ in
+            let bridge = FUSEBridge.from(req)
+            guard let path = bridge.inodes.path(of: inode) else { return bridge.replyError(req, FSError.notFound) }
+            do {
+                let attributes = try bridge.fileSystem.attributes(path)
+                var st = bridge.stat(for: attributes, inode: inode)
+                fuse_reply_attr(req, &st, attributes.validSeconds)
+            } catch {
+                bridge.replyError(req, error)
+            }
+        }
+        ops.opendir = { req, inode, fi in
+            let bridge = FUSEBridge.from(req)
+            guard let path = bridge.inodes.path(of: inode) else { return bridge.replyError(req, FSError.notFound) }
+            do {
+                // A snapshot per open directory keeps readdir offsets stable across calls.
+                let entries = try bridge.fileSystem.entries(path)
+                let handle = bridge.nextDirectoryHandle.withLock { n -> UInt64 in defer { n += 1 }; return n }
+                bridge.directories.withLock { $0[handle] = entries }
+                fi!.pointee.fh = handle
+                fuse_reply_open(req, fi)
+            } catch {
+                bridge.replyError(req, error)
+            }
+        }
+        ops.readdir = { req, inode, size, offset, fi in
+            FUSEBridge.from(req).readDirectory(req, inode: inode, size: size, offset: Int(offset), handle: fi!.pointee.fh)
+        }
+        ops.releasedir = { req, _, fi in
+            let handle = fi!.pointee.fh
+            _ = FUSEBridge.from(req).directories.withLock { $0.removeValue(forKey: handle) }
+            fuse_reply_err(req, 0)
+        }
+        ops.open = { req, inode, fi in
+            let bridge = FUSEBridge.from(req)
+            guard let path = bridge.inodes.path(of: inode) else { return bridge.replyError(req, FSError.notFound) }
+            let flags = goesfs_fi_flags(fi)
+            if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 { return bridge.replyError(req, FSError.readOnly) }
+            do {
+                fi!.pointee.fh = try bridge.fileSystem.open(path)
+                if path.count == 1 {
+                    // Virtual files are rendered per open: bypass the page cache, ignore st_size.
+                    goesfs_fi_set_direct_io(fi, 1)
+                } else {
+                    // Objects never change once written: keep the kernel's cached pages across opens.
+                    goesfs_fi_set_keep_cache(fi, 1)
+                }
+                fuse_reply_open(req, fi)
+            } catch {
+                bridge.replyError(req, error)
+            }
+        }
+        ops.read = { req, _, size, offset, fi in
+            let bridge = FUSEBridge.from(req)
+            let pending = PendingRequest(raw: req)
+            bridge.fileSystem.read(handle: fi!.pointee.fh, offset: Int(offset), length: size) { result in
+                switch result {
+                case .success(let bytes):
+                    _ = bytes.withUnsafeBytes { fuse_reply_buf(pending.raw, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+                case .failure(let error):
+                    fuse_reply_err(pending.raw, error.errno)
+                }
+            }
+        }
+        ops.release = { req, _, fi in
+            FUSEBridge.from(req).fileSystem.release(handle: fi!.pointee.fh)
+            fuse_reply_err(req, 0)
+        }
+        ops.statfs = { req, _ in
+            var st = statvfs()
+            st.f_bsize = UInt(FUSEBridge.maxTransfer)
+            st.f_frsize = 4096
+            st.f_namemax = 1024
+            fuse_reply_statfs(req, &st)
+        }
+        // Read-only: everything that would change the tree or a file says so.
+        ops.setattr = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.mkdir = { req, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.unlink = { req, _, _ in fuse_reply_err(req, EROFS) }
+        ops.rmdir = { req, _, _ in fuse_reply_err(req, EROFS) }
+        ops.symlink = { req, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.rename = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.link = { req, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.write = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.create = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.setxattr = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.removexattr = { req, _, _ in fuse_reply_err(req, EROFS) }
+        ops.fallocate = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        return ops
+    }
+
+    func readDirectory(_ req: fuse_req_t?, inode: UInt64, size: Int, offset: Int, handle: UInt64) {
+        guard let entries = directories.withLock({ $0[handle] }) else { return replyError(req, FSError.io("bad directory handle")) }
+        var buffer = [CChar](repeating: 0, count: size)
+        var used = 0
+        // Offsets 0 and 1 are "." and ".."; entry i of the snapshot is offset i + 2.
+        var index = offset
+        while index < entries.count + 2 {
+            let name: String
+            var st = Glibc.stat()
+            if index < 2 {
+                name = index == 0 ? "." : ".."
+                st.st_mode = S_IFDIR
+            } else {
+                let entry = entries[index - 2]
+                name = entry.name
+                st.st_mode = entry.attributes.kind == .directory ? S_IFDIR : S_IFREG
+            }
+            st.st_ino = UInt.max // unknown here; the kernel looks names up before using them
+            let needed = buffer.withUnsafeMutableBufferPointer { b in
+                fuse_add_direntry(req, b.baseAddress! + used, size - used, name, &st, off_t(index + 1))
+            }
+            if needed > size - used { break }
+            used += needed
+            index += 1
+        }
+        fuse_reply_buf(req, buffer, used)
+    }
+}

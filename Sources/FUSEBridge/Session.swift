@@ -1,0 +1,56 @@
+import CFuse
+import Foundation
+import Logging
+
+/// Mounts the bridge at a mountpoint and runs libfuse's multi-threaded loop until unmounted or signalled.
+public struct MountSession {
+    public enum Failure: Error, CustomStringConvertible {
+        case cannotCreateSession(String)
+        case cannotMount(String)
+        public var description: String {
+            switch self {
+            case .cannotCreateSession(let why): return "cannot start FUSE: \(why)"
+            case .cannotMount(let why): return "cannot mount: \(why)"
+            }
+        }
+    }
+
+    public let mountpoint: String
+    /// `-o` options for libfuse, e.g. `allow_other`.
+    public let options: [String]
+
+    public init(mountpoint: String, options: [String]) {
+        self.mountpoint = mountpoint
+        self.options = options
+    }
+
+    /// Mounts, calls `mounted` once the kernel knows the mount, then serves requests until it ends.
+    public func run(bridge: FUSEBridge, mounted: () -> Void) throws(Failure) {
+        var args = fuse_args(argc: 0, argv: nil, allocated: 0)
+        defer { fuse_opt_free_args(&args) }
+        let all = ["ro", "fsname=goesfs", "subtype=goesfs", "default_permissions"] + options
+        for argument in ["goesfs", "-o", all.joined(separator: ",")] { fuse_opt_add_arg(&args, argument) }
+
+        var ops = FUSEBridge.operations()
+        let userdata = Unmanaged.passRetained(bridge)
+        defer { userdata.release() }
+        guard let session = goesfs_session_new(&args, &ops, userdata.toOpaque()) else {
+            throw .cannotCreateSession("libfuse rejected the options \(all.joined(separator: ","))")
+        }
+        defer { fuse_session_destroy(session) }
+        // SIGINT, SIGTERM and SIGHUP end the loop; we then unmount cleanly below.
+        guard fuse_set_signal_handlers(session) == 0 else { throw .cannotCreateSession("cannot install signal handlers") }
+        defer { fuse_remove_signal_handlers(session) }
+        guard fuse_session_mount(session, mountpoint) == 0 else {
+            throw .cannotMount("\(mountpoint) (is it an existing empty directory, and is /dev/fuse usable?)")
+        }
+        defer { fuse_session_unmount(session) }
+        mounted()
+
+        let config = fuse_loop_cfg_create()
+        defer { fuse_loop_cfg_destroy(config) }
+        fuse_loop_cfg_set_max_threads(config, 32)
+        fuse_loop_cfg_set_idle_threads(config, 8)
+        _ = goesfs_session_loop_mt(session, config)
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+import ObjectStore
+
+/// Every way a filesystem operation can fail, and the one table that maps each to an errno.
+public enum FSError: Error, Sendable, Equatable {
+    case notFound
+    case readOnly
+    case notDirectory
+    case isDirectory
+    case accessDenied(String)
+    case timedOut(String)
+    case io(String)
+
+    public var errno: Int32 {
+        switch self {
+        case .notFound: return ENOENT
+        case .readOnly: return EROFS
+        case .notDirectory: return ENOTDIR
+        case .isDirectory: return EISDIR
+        case .accessDenied: return EACCES
+        case .timedOut: return ETIMEDOUT
+        case .io: return EIO
+        }
+    }
+
+    /// How a failed request surfaces to a reader: never EAGAIN, always a final answer.
+    public init(_ error: FetchError) {
+        switch error.category {
+        case .notFound: self = .notFound
+        case .auth: self = .accessDenied(error.message)
+        case .timeout: self = .timedOut(error.message)
+        case .network, .server: self = .io(error.message)
+        }
+    }
+}

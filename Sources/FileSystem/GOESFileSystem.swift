@@ -1,0 +1,142 @@
+import BlockCache
+import Foundation
+import Logging
+import ObjectStore
+import Synchronization
+
+/// What the read path needs from the rest of the filesystem.
+struct ReadContext: Sendable {
+    let client: S3Client
+    let index: CacheIndex
+    let pool: DownloadPool
+    let statistics: Statistics
+    let logger: Logger
+    let cacheDirectory: String
+    let blockSize: Int
+}
+
+/// Settings of one mount.
+public struct MountConfiguration: Sendable {
+    public var buckets: [String]
+    public var cacheDirectory: String
+    public var blockSize: Int
+    public var downloadThreads: Int
+
+    public init(buckets: [String], cacheDirectory: String, blockSize: Int = 1 << 20, downloadThreads: Int = 8) {
+        self.buckets = buckets
+        self.cacheDirectory = cacheDirectory
+        self.blockSize = blockSize
+        self.downloadThreads = downloadThreads
+    }
+}
+
+/// The filesystem core, with no kernel in sight: paths in, attributes and bytes out.
+///
+/// The FUSE bridge maps inodes to paths and calls this; tests call it directly.
+public final class GOESFileSystem: Sendable {
+    public let statistics: Statistics
+    private let namespace: Namespace
+    private let context: ReadContext
+    private let handles = Mutex<HandleTable>(HandleTable())
+
+    private struct HandleTable {
+        var next: UInt64 = 1
+        var open: [UInt64: OpenHandle] = [:]
+        /// Objects with at least one open handle, and how many.
+        var objects: [String: (object: OpenObject, handles: Int)] = [:]
+    }
+
+    private enum OpenHandle {
+        case object(OpenObject)
+        case snapshot([UInt8])
+    }
+
+    public init(configuration: MountConfiguration, client: S3Client, index: CacheIndex,
+                statistics: Statistics, logger: Logger) {
+        self.statistics = statistics
+        context = ReadContext(client: client, index: index, pool: DownloadPool(threads: configuration.downloadThreads),
+                              statistics: statistics, logger: logger, cacheDirectory: configuration.cacheDirectory,
+                              blockSize: configuration.blockSize)
+        namespace = Namespace(buckets: configuration.buckets,
+                              listings: ListingCache(client: client, index: index, logger: logger),
+                              mountedAt: Date().timeIntervalSince1970)
+        if let note = index.recoveredFromCorruption {
+            logger.warning("\(note)")
+            statistics.noteCacheEvent(note)
+        }
+    }
+
+    public func attributes(_ path: MountPath) throws(FSError) -> NodeAttributes {
+        try namespace.attributes(path, statsSize: { renderStats().count })
+    }
+
+    public func entries(_ path: MountPath) throws(FSError) -> [DirectoryEntry] {
+        try namespace.entries(path)
+    }
+
+    /// Opens a file for reading and returns a handle for `read` and `release`.
+    public func open(_ path: MountPath) throws(FSError) -> UInt64 {
+        if path == [VirtualFile.stats.rawValue] {
+            return register(.snapshot(renderStats()))
+        }
+        let ref = try namespace.object(at: path)
+        let id = ref.bucket + "/" + ref.object.key
+        // Create outside the lock (it touches SQLite and the disk), then keep whichever came first.
+        let existing = handles.withLock { table -> OpenObject? in
+            guard let entry = table.objects[id], entry.object.size == ref.object.size else { return nil }
+            table.objects[id] = (entry.object, entry.handles + 1)
+            return entry.object
+        }
+        if let existing { return register(.object(existing)) }
+        let created: OpenObject
+        do {
+            created = try OpenObject(bucket: ref.bucket, object: ref.object, context: context)
+        } catch {
+            throw .io("cannot open the cache for \(id): \(error)")
+        }
+        let object = handles.withLock { table -> OpenObject in
+            if let entry = table.objects[id] {
+                table.objects[id] = (entry.object, entry.handles + 1)
+                return entry.object
+            }
+            table.objects[id] = (created, 1)
+            return created
+        }
+        return register(.object(object))
+    }
+
+    /// Reads from an open handle; `reply` runs exactly once, possibly on another thread.
+    public func read(handle: UInt64, offset: Int, length: Int, reply: @escaping @Sendable (Result<[UInt8], FSError>) -> Void) {
+        switch handles.withLock({ $0.open[handle] }) {
+        case .object(let object)?:
+            object.read(offset: offset, length: length, reply: reply)
+        case .snapshot(let bytes)?:
+            let start = min(offset, bytes.count), end = min(bytes.count, offset + length)
+            reply(.success(Array(bytes[start..<end])))
+        case nil:
+            reply(.failure(.io("unknown file handle \(handle)")))
+        }
+    }
+
+    public func release(handle: UInt64) {
+        handles.withLock { table in
+            guard case .object(let object)? = table.open.removeValue(forKey: handle) else { return }
+            let id = object.bucket + "/" + object.key
+            guard let entry = table.objects[id], entry.object === object else { return }
+            table.objects[id] = entry.handles > 1 ? (object, entry.handles - 1) : nil
+        }
+    }
+
+    public func renderStats() -> [UInt8] {
+        Array(StatsReport.text(statistics.snapshot()).utf8)
+    }
+
+    private func register(_ handle: OpenHandle) -> UInt64 {
+        handles.withLock { table in
+            let id = table.next
+            table.next += 1
+            table.open[id] = handle
+            return id
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import BlockCache
+import Foundation
+import GOESCatalog
+import Logging
+import ObjectStore
+import Synchronization
+
+/// Directory listings: in memory, persisted in the cache index, and refreshed by the lifetime policy.
+///
+/// A past hour's folder never changes, so it is kept for good; the current hour and the levels above
+/// it expire after a short time. With the network down, a stale listing is better than none.
+final class ListingCache: Sendable {
+    struct Entry: Sendable {
+        let listing: Listing
+        let fetchedAt: Double
+        let expiresAt: Double
+    }
+
+    /// How long a fresh listing of a prefix may be used without asking again.
+    static func lifetime(prefix: String, now: Double) -> Double {
+        if let hour = HourPrefix(prefix: prefix), hour.endSecondsSinceEpoch + 3600 < now { return 365 * 86400 }
+        return 60
+    }
+
+    private let client: S3Client
+    private let index: CacheIndex
+    private let logger: Logger
+    private let memory = Mutex<[String: Entry]>([:])
+
+    init(client: S3Client, index: CacheIndex, logger: Logger) {
+        self.client = client
+        self.index = index
+        self.logger = logger
+    }
+
+    func listing(bucket: String, prefix: String) throws(FSError) -> Entry {
+        let id = bucket + "/" + prefix
+        let now = Date().timeIntervalSince1970
+        if let entry = memory.withLock({ $0[id] }), entry.expiresAt > now { return entry }
+        let stored = storedEntry(bucket: bucket, prefix: prefix)
+        if let stored, stored.expiresAt > now {
+            memory.withLock { $0[id] = stored }
+            return stored
+        }
+        do {
+            let listing = try client.list(bucket: bucket, prefix: prefix)
+            let entry = Entry(listing: listing, fetchedAt: now, expiresAt: now + ListingCache.lifetime(prefix: prefix, now: now))
+            memory.withLock { $0[id] = entry }
+            store(bucket: bucket, prefix: prefix, entry: entry)
+            return entry
+        } catch {
+            if let stale = stored ?? memory.withLock({ $0[id] }), error.category != .notFound {
+                logger.warning("listing \(id) failed (\(error)); serving the copy from \(Timestamp.iso(stale.fetchedAt))")
+                return stale
+            }
+            throw FSError(error)
+        }
+    }
+
+    private func storedEntry(bucket: String, prefix: String) -> Entry? {
+        guard let row = try? index.storedListing(bucket: bucket, prefix: prefix),
+              let listing = try? JSONDecoder().decode(Listing.self, from: Data(row.body.utf8)) else { return nil }
+        return Entry(listing: listing, fetchedAt: row.fetchedAt,
+                     expiresAt: row.fetchedAt + ListingCache.lifetime(prefix: prefix, now: Date().timeIntervalSince1970))
+    }
+
+    private func store(bucket: String, prefix: String, entry: Entry) {
+        guard let data = try? JSONEncoder().encode(entry.listing) else { return }
+        do {
+            try index.storeListing(bucket: bucket, prefix: prefix, fetchedAt: entry.fetchedAt, body: String(decoding: data, as: UTF8.self))
+        } catch {
+            logger.warning("could not store the listing of \(bucket)/\(prefix): \(error)")
+        }
+    }
+}

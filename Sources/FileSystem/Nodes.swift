@@ -1,0 +1,23 @@
+/// A path inside the mount, as components: `[]` is the root, `["noaa-goes16", "ABI-L1b-RadC"]` a folder.
+public typealias MountPath = [String]
+
+/// What a name in the mount is, and how long the kernel may trust that answer.
+public struct NodeAttributes: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable { case directory, file, virtualFile }
+    public let kind: Kind
+    public let size: Int
+    /// Seconds since the epoch: the scan start for GOES files.
+    public let modified: Double
+    /// How long the kernel may cache this entry and its attributes.
+    public let validSeconds: Double
+}
+
+public struct DirectoryEntry: Sendable, Equatable {
+    public let name: String
+    public let attributes: NodeAttributes
+}
+
+/// Files at the mount root that are made, not downloaded.
+enum VirtualFile: String, CaseIterable {
+    case stats = ".stats"
+}

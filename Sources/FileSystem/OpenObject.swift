@@ -1,0 +1,169 @@
+import BlockCache
+import Foundation
+import Logging
+import ObjectStore
+import Synchronization
+
+/// One object being read: which of its blocks are on disk, and who waits for which download.
+///
+/// Shared by every open handle of the same object, so concurrent reads of a missing block share
+/// one GET. Readers never block a thread on the network: they leave a callback and return.
+final class OpenObject: Sendable {
+    let bucket: String
+    let key: String
+    let size: Int
+    let blockSize: Int
+    private let recordID: Int64
+    private let dataFile: DataFile
+    private let context: ReadContext
+    private let blocks: Mutex<[Int: BlockState]>
+
+    enum BlockState {
+        /// On disk with this checksum; `verified` once checked against it in this mount.
+        case present(crc: UInt32, verified: Bool)
+        case downloading(waiters: [BlockWaiter])
+    }
+
+    init(bucket: String, object: ListedObject, context: ReadContext) throws {
+        self.bucket = bucket
+        key = object.key
+        size = object.size
+        blockSize = context.blockSize
+        self.context = context
+        dataFile = try DataFile(path: context.cacheDirectory + "/" + DataFile.relativePath(bucket: bucket, key: object.key))
+        let record = try context.index.openObject(bucket: bucket, key: object.key, size: object.size, etag: object.etag)
+        if record.invalidated { try dataFile.truncate() }
+        recordID = record.id
+        blocks = Mutex(record.blocks.mapValues { .present(crc: $0, verified: false) })
+    }
+
+    /// Reads `length` bytes at `offset`, fetching missing blocks; `reply` may run on a download thread.
+    func read(offset: Int, length: Int, isRetry: Bool = false, reply: @escaping @Sendable (Result<[UInt8], FSError>) -> Void) {
+        let end = min(size, offset + length)
+        guard offset < end else { return reply(.success([])) }
+        let wanted = (offset / blockSize)...((end - 1) / blockSize)
+        ensure(wanted) { [self] error in
+            if let error { return reply(.failure(error)) }
+            var bytes = [UInt8](repeating: 0, count: end - offset)
+            do {
+                let got = try bytes.withUnsafeMutableBytes { try dataFile.read(into: $0, at: offset) }
+                guard got == bytes.count else {
+                    // The data file lost bytes under us: forget those blocks and fetch them once more.
+                    forget(wanted, reason: "data file shorter than recorded")
+                    if isRetry { return reply(.failure(.io("cache file \(dataFile.path) keeps losing bytes"))) }
+                    return read(offset: offset, length: length, isRetry: true, reply: reply)
+                }
+                reply(.success(bytes))
+            } catch {
+                reply(.failure(.io("cannot read the cache file \(dataFile.path): \(error)")))
+            }
+        }
+    }
+
+    /// Makes every block in `wanted` present on disk, then calls `done` (with nil on success).
+    private func ensure(_ wanted: ClosedRange<Int>, done: @escaping @Sendable (FSError?) -> Void) {
+        verifyFirstUse(wanted)
+        let waiter = BlockWaiter(done)
+        var toFetch: [Int] = []
+        blocks.withLock { table in
+            for block in wanted {
+                switch table[block] {
+                case .present: continue
+                case .downloading(let waiters):
+                    table[block] = .downloading(waiters: waiters + [waiter])
+                case nil:
+                    table[block] = .downloading(waiters: [waiter])
+                    toFetch.append(block)
+                }
+                waiter.expectOneMore()
+            }
+        }
+        for block in toFetch { context.pool.submit { [self] in download(block) } }
+        waiter.armed()
+    }
+
+    /// Checks blocks read for the first time in this mount against their recorded checksums.
+    private func verifyFirstUse(_ wanted: ClosedRange<Int>) {
+        let unverified = blocks.withLock { table in
+            wanted.compactMap { block -> (Int, UInt32)? in
+                if case .present(let crc, false) = table[block] { return (block, crc) }
+                return nil
+            }
+        }
+        for (block, crc) in unverified {
+            let range = byteRange(of: block)
+            var buffer = [UInt8](repeating: 0, count: range.count)
+            let got = (try? buffer.withUnsafeMutableBytes { try dataFile.read(into: $0, at: range.lowerBound) }) ?? 0
+            let actual = buffer.withUnsafeBytes { blockChecksum($0) }
+            if got == range.count && actual == crc {
+                blocks.withLock { table in
+                    if case .present(crc, false) = table[block] { table[block] = .present(crc: crc, verified: true) }
+                }
+            } else {
+                forget(block...block, reason: got < range.count ? "cached block \(block) is missing bytes" : "cached block \(block) failed its checksum")
+            }
+        }
+    }
+
+    private func forget(_ range: ClosedRange<Int>, reason: String) {
+        blocks.withLock { table in
+            for block in range { if case .present = table[block] { table[block] = nil } }
+        }
+        for block in range { try? context.index.dropBlock(objectID: recordID, block: block) }
+        context.logger.warning("\(bucket)/\(key): \(reason); fetching it again")
+        context.statistics.noteCacheEvent("repaired \(bucket)/\(key): \(reason)")
+    }
+
+    private func download(_ block: Int) {
+        let range = byteRange(of: block)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: range.count, alignment: 64)
+        defer { buffer.deallocate() }
+        var failure: FSError?
+        var crc: UInt32 = 0
+        do {
+            try context.client.fetch(bucket: bucket, key: key, range: range, into: buffer)
+            try dataFile.write(UnsafeRawBufferPointer(buffer), at: range.lowerBound)
+            crc = blockChecksum(UnsafeRawBufferPointer(buffer))
+            // Marked present only after its bytes are written: a crash in between just refetches it.
+            try context.index.recordBlock(objectID: recordID, block: block, crc: crc)
+        } catch let error as FetchError {
+            failure = FSError(error)
+            context.logger.error("\(bucket)/\(key) block \(block): \(error)")
+        } catch {
+            failure = .io("cannot store block \(block) of \(key) in the cache: \(error)")
+            context.logger.error("\(failure!)")
+        }
+        let waiters = blocks.withLock { table -> [BlockWaiter] in
+            guard case .downloading(let waiters) = table[block] else { return [] }
+            table[block] = failure == nil ? .present(crc: crc, verified: true) : nil
+            return waiters
+        }
+        for waiter in waiters { waiter.blockFinished(failure) }
+    }
+
+    private func byteRange(of block: Int) -> Range<Int> {
+        (block * blockSize)..<min(size, (block + 1) * blockSize)
+    }
+}
+
+/// Calls its completion once every block it waits for has finished (or one failed).
+final class BlockWaiter: Sendable {
+    private struct State { var pending = 1; var error: FSError? }
+    private let state = Mutex(State())
+    private let completion: @Sendable (FSError?) -> Void
+
+    init(_ completion: @escaping @Sendable (FSError?) -> Void) { self.completion = completion }
+
+    func expectOneMore() { state.withLock { $0.pending += 1 } }
+    /// Registration is over: the extra count taken at creation is released.
+    func armed() { blockFinished(nil) }
+
+    func blockFinished(_ error: FSError?) {
+        let finished = state.withLock { s -> (Bool, FSError?) in
+            if s.error == nil { s.error = error }
+            s.pending -= 1
+            return (s.pending == 0, s.error)
+        }
+        if finished.0 { completion(finished.1) }
+    }
+}

@@ -1,0 +1,152 @@
+import CCurl
+import Foundation
+import Synchronization
+
+/// Timeouts applied to every request.
+public struct RequestTimeouts: Sendable {
+    public var connectSeconds: Double
+    /// A transfer that delivers less than 1 byte/s for this long is abandoned (a stall).
+    public var stallSeconds: Int
+    /// Upper bound for one request from start to finish.
+    public var totalSeconds: Double
+
+    public init(connectSeconds: Double = 5, stallSeconds: Int = 10, totalSeconds: Double = 60) {
+        self.connectSeconds = connectSeconds
+        self.stallSeconds = stallSeconds
+        self.totalSeconds = totalSeconds
+    }
+}
+
+/// Where one response's body goes: into a caller's buffer (object data) or a growing array (listings, errors).
+final class ResponseSink {
+    let handle: UnsafeMutableRawPointer
+    var status = 0
+    var target: UnsafeMutableRawBufferPointer?
+    var received = 0
+    /// Bytes to drop first when a server ignores Range and sends the whole object.
+    var skip = 0
+    var body: [UInt8] = []
+    var overflowed = false
+    let expectsRange: Bool
+    let rangeStart: Int
+
+    init(handle: UnsafeMutableRawPointer, target: UnsafeMutableRawBufferPointer?, rangeStart: Int) {
+        self.handle = handle
+        self.target = target
+        self.expectsRange = target != nil
+        self.rangeStart = rangeStart
+    }
+
+    func accept(_ data: UnsafeRawBufferPointer) -> Bool {
+        if status == 0 {
+            var code = 0
+            _ = goesfs_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &code)
+            status = code
+            if status == 200 && expectsRange { skip = rangeStart }
+        }
+        guard (200..<300).contains(status), let target else {
+            if body.count < 1 << 20 { body.append(contentsOf: data) }
+            return true
+        }
+        var chunk = data
+        if skip > 0 {
+            let dropped = min(skip, chunk.count)
+            skip -= dropped
+            chunk = UnsafeRawBufferPointer(rebasing: chunk[dropped...])
+        }
+        let room = target.count - received
+        let n = min(room, chunk.count)
+        if n > 0 {
+            UnsafeMutableRawBufferPointer(rebasing: target[received..<(received + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: chunk[..<n]))
+            received += n
+        }
+        // More than asked for (a server that ignored Range): stop the transfer, we have our bytes.
+        if n < chunk.count { overflowed = true; return false }
+        return true
+    }
+}
+
+private let writeCallback: goesfs_curl_data_fn = { pointer, size, count, userdata in
+    let sink = Unmanaged<ResponseSink>.fromOpaque(userdata!).takeUnretainedValue()
+    let bytes = size * count
+    guard let pointer else { return bytes }
+    return sink.accept(UnsafeRawBufferPointer(start: pointer, count: bytes)) ? bytes : 0
+}
+
+/// The outcome of one HTTP exchange, before any retry decision.
+struct TransferOutcome {
+    var curlCode: CURLcode
+    var curlMessage: String
+    var status: Int
+    var received: Int
+    var body: [UInt8]
+    var overflowed: Bool
+    var seconds: Double
+}
+
+/// One libcurl easy handle. Used by one thread at a time (handed out by `CurlHandlePool`); it keeps
+/// its connection open between requests, which is what makes reuse work.
+final class CurlHandle: @unchecked Sendable {
+    private let handle: UnsafeMutableRawPointer
+    private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+
+    init() {
+        CurlHandle.globalInit
+        handle = curl_easy_init()!
+    }
+
+    deinit {
+        curl_easy_cleanup(handle)
+        errorBuffer.deallocate()
+    }
+
+    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+
+    /// Performs a GET; with `target`, the body (of a 2xx answer) is written there.
+    func get(url: String, range: Range<Int>?, target: UnsafeMutableRawBufferPointer?, timeouts: RequestTimeouts) -> TransferOutcome {
+        curl_easy_reset(handle)
+        errorBuffer[0] = 0
+        _ = goesfs_curl_set_string(handle, CURLOPT_URL, url)
+        _ = goesfs_curl_set_long(handle, CURLOPT_NOSIGNAL, 1)
+        _ = goesfs_curl_set_long(handle, CURLOPT_FOLLOWLOCATION, 1)
+        _ = goesfs_curl_set_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
+        _ = goesfs_curl_set_string(handle, CURLOPT_USERAGENT, "goesfs/0.1")
+        _ = goesfs_curl_set_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
+        _ = goesfs_curl_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(timeouts.connectSeconds * 1000))
+        _ = goesfs_curl_set_long(handle, CURLOPT_TIMEOUT_MS, Int(timeouts.totalSeconds * 1000))
+        _ = goesfs_curl_set_long(handle, CURLOPT_LOW_SPEED_LIMIT, 1)
+        _ = goesfs_curl_set_long(handle, CURLOPT_LOW_SPEED_TIME, timeouts.stallSeconds)
+        if let range {
+            _ = goesfs_curl_set_string(handle, CURLOPT_RANGE, "\(range.lowerBound)-\(range.upperBound - 1)")
+        }
+        let sink = ResponseSink(handle: handle, target: target, rangeStart: range?.lowerBound ?? 0)
+        let box = Unmanaged.passRetained(sink)
+        defer { box.release() }
+        _ = goesfs_curl_set_data_fn(handle, CURLOPT_WRITEFUNCTION, writeCallback)
+        _ = goesfs_curl_set_pointer(handle, CURLOPT_WRITEDATA, box.toOpaque())
+
+        let started = DispatchTime.now().uptimeNanoseconds
+        let code = curl_easy_perform(handle)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        if sink.status == 0 {
+            var status = 0
+            _ = goesfs_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &status)
+            sink.status = status
+        }
+        var message = String(cString: errorBuffer)
+        if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
+        return TransferOutcome(curlCode: code, curlMessage: message, status: sink.status, received: sink.received,
+                               body: sink.body, overflowed: sink.overflowed, seconds: seconds)
+    }
+}
+
+/// Hands out easy handles so that connections are reused across requests and threads.
+final class CurlHandlePool: Sendable {
+    private let idle = Mutex<[CurlHandle]>([])
+
+    func withHandle<T>(_ body: (CurlHandle) -> T) -> T {
+        let handle = idle.withLock { $0.popLast() } ?? CurlHandle()
+        defer { idle.withLock { $0.append(handle) } }
+        return body(handle)
+    }
+}

@@ -1,0 +1,115 @@
+import CCurl
+import Foundation
+
+/// Reads listings and byte ranges from one source, applying the retry policy.
+///
+/// Anonymous (unsigned) requests: the NOAA buckets are public. Every data request is reported to the
+/// observer, so statistics never need to know about HTTP.
+public final class S3Client: Sendable {
+    public let source: Source
+    public let retry: RetryPolicy
+    public let timeouts: RequestTimeouts
+    private let observer: any TransferObserver
+    private let handles = CurlHandlePool()
+
+    public init(source: Source, retry: RetryPolicy = RetryPolicy(), timeouts: RequestTimeouts = RequestTimeouts(),
+                observer: any TransferObserver = SilentObserver()) {
+        self.source = source
+        self.retry = retry
+        self.timeouts = timeouts
+        self.observer = observer
+    }
+
+    /// Lists one level under `prefix` (all pages), with `/` as delimiter.
+    public func list(bucket: String, prefix: String) throws(FetchError) -> Listing {
+        var listing = Listing()
+        var token: String?
+        repeat {
+            var url = source.bucketURL(bucket) + "?list-type=2&delimiter=%2F&prefix=" + URLEncoding.query(prefix)
+            if let token { url += "&continuation-token=" + URLEncoding.query(token) }
+            let page = try withRetries(key: prefix.isEmpty ? bucket : prefix, kind: .listing) { _ throws(FetchError) in
+                let outcome = handles.withHandle { $0.get(url: url, range: nil, target: nil, timeouts: timeouts) }
+                try S3Client.check(outcome)
+                return ListingPage(xml: String(decoding: outcome.body, as: UTF8.self))
+            }
+            listing.commonPrefixes += page.listing.commonPrefixes
+            listing.objects += page.listing.objects
+            token = page.isTruncated ? page.continuationToken : nil
+        } while token != nil
+        return listing
+    }
+
+    /// Fetches `range` of an object into `buffer` (whose count equals the range length).
+    ///
+    /// A connection cut mid-body resumes from the last byte received, not from the start.
+    public func fetch(bucket: String, key: String, range: Range<Int>, into buffer: UnsafeMutableRawBufferPointer) throws(FetchError) {
+        precondition(buffer.count == range.count)
+        let url = source.objectURL(bucket: bucket, key: key)
+        var done = 0
+        try withRetries(key: key, kind: .data) { attempt throws(FetchError) in
+            let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
+            let outcome = handles.withHandle {
+                $0.get(url: url, range: (range.lowerBound + done)..<range.upperBound, target: rest, timeouts: timeouts)
+            }
+            let before = done
+            if (200..<300).contains(outcome.status) { done += outcome.received }
+            if done == range.count {
+                observer.transferSucceeded(key: key, bytes: done - before, seconds: outcome.seconds, attempt: attempt)
+                return
+            }
+            try S3Client.check(outcome)
+            throw FetchError(category: .network, message: "connection closed after \(done) of \(range.count) bytes (truncated body)")
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the policy gives up; reports each failure.
+    private func withRetries<T>(key: String, kind: RequestKind, _ attempt: (Int) throws(FetchError) -> T) throws(FetchError) -> T {
+        let started = Date()
+        var number = 1
+        while true {
+            let attemptStart = DispatchTime.now().uptimeNanoseconds
+            do {
+                return try attempt(number)
+            } catch {
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - attemptStart) / 1e9
+                let elapsed = Date().timeIntervalSince(started)
+                let delay = retry.delay(afterAttempt: number)
+                let willRetry = error.category.isRetryable && number < retry.maxAttempts && elapsed + delay < retry.deadline
+                observer.transferFailed(kind: kind, key: key, error: error, seconds: seconds, attempt: number,
+                                        maxAttempts: retry.maxAttempts, retryDelay: willRetry ? delay : nil)
+                guard willRetry else {
+                    if error.category.isRetryable && elapsed + delay >= retry.deadline {
+                        throw FetchError(category: .timeout, message: "gave up after \(number) attempts in \(Int(elapsed)) s: \(error.message)", httpStatus: error.httpStatus)
+                    }
+                    throw error
+                }
+                Thread.sleep(forTimeInterval: delay)
+                number += 1
+            }
+        }
+    }
+
+    /// Turns a transport failure or a non-2xx answer into a categorised error.
+    static func check(_ outcome: TransferOutcome) throws(FetchError) {
+        if outcome.curlCode != CURLE_OK && !(outcome.curlCode == CURLE_WRITE_ERROR && outcome.overflowed) {
+            throw classify(curlCode: outcome.curlCode, message: outcome.curlMessage)
+        }
+        if !(200..<300).contains(outcome.status) {
+            let code = XMLScan.first("Code", in: String(decoding: outcome.body, as: UTF8.self))
+            throw FetchError.http(status: outcome.status, s3Code: code)
+        }
+    }
+
+    static func classify(curlCode: CURLcode, message: String) -> FetchError {
+        switch curlCode {
+        case CURLE_OPERATION_TIMEDOUT:
+            return FetchError(category: .timeout, message: "request timed out or stalled: \(message)")
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
+            return FetchError(category: .network, message: "cannot resolve host (check DNS or the endpoint URL): \(message)")
+        case CURLE_COULDNT_CONNECT:
+            return FetchError(category: .network, message: "cannot connect (server down or blocked): \(message)")
+        default:
+            return FetchError(category: .network, message: message)
+        }
+    }
+}

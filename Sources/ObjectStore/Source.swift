@@ -1,0 +1,64 @@
+/// A server that holds the GOES buckets, and how to address a bucket and key on it.
+public struct Source: Sendable, Hashable, CustomStringConvertible {
+    public enum Addressing: Sendable, Hashable {
+        /// `https://<bucket>.s3.amazonaws.com/<key>`: the public AWS buckets.
+        case virtualHosted
+        /// `<base>/<bucket>/<key>`: local S3-compatible servers and custom endpoints.
+        case pathStyle(base: String)
+    }
+
+    public let addressing: Addressing
+
+    public init(addressing: Addressing) { self.addressing = addressing }
+
+    /// The public NOAA buckets on AWS, read anonymously.
+    public static let aws = Source(addressing: .virtualHosted)
+
+    /// A path-style S3-compatible endpoint such as `http://127.0.0.1:9000`.
+    public static func endpoint(_ base: String) -> Source {
+        var base = base
+        while base.hasSuffix("/") { base.removeLast() }
+        return Source(addressing: .pathStyle(base: base))
+    }
+
+    public func bucketURL(_ bucket: String) -> String {
+        switch addressing {
+        case .virtualHosted: return "https://\(bucket).s3.amazonaws.com"
+        case .pathStyle(let base): return "\(base)/\(bucket)"
+        }
+    }
+
+    public func objectURL(bucket: String, key: String) -> String {
+        bucketURL(bucket) + "/" + URLEncoding.path(key)
+    }
+
+    public var description: String {
+        switch addressing {
+        case .virtualHosted: return "https://<bucket>.s3.amazonaws.com"
+        case .pathStyle(let base): return base
+        }
+    }
+}
+
+/// Percent-encoding as S3 expects it (RFC 3986 unreserved characters pass through).
+enum URLEncoding {
+    static func path(_ text: String) -> String { encode(text, keep: "/") }
+    static func query(_ text: String) -> String { encode(text, keep: "") }
+
+    private static func encode(_ text: String, keep: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            let c = Character(Unicode.Scalar(byte))
+            if byte < 128 && (c.isLetter || c.isNumber || "-._~".contains(c) || keep.contains(c)) {
+                out.append(c)
+            } else {
+                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return out
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}

@@ -1,0 +1,24 @@
+import ArgumentParser
+
+@main
+struct GoesFS: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "goesfs",
+        abstract: "A read-only filesystem for NOAA's GOES-R satellite archive on S3.",
+        discussion: "Nothing is downloaded until it is read; what is read is cached on disk.",
+        version: "0.1.0",
+        subcommands: [Mount.self, Unmount.self]
+    )
+}
+
+struct Unmount: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Unmount a goesfs mount.")
+
+    @Argument(help: "The mountpoint.")
+    var mountpoint: String
+
+    func run() throws {
+        let status = Subprocess.run("fusermount3", ["-u", mountpoint])
+        if status != 0 { throw ValidationError("fusermount3 -u \(mountpoint) failed (exit \(status)); is it mounted, and is a process using it?") }
+    }
+}

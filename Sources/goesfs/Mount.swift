@@ -1,0 +1,135 @@
+import ArgumentParser
+import BlockCache
+import FileSystem
+import FUSEBridge
+import Foundation
+import GOESCatalog
+import Logging
+import ObjectStore
+
+struct Mount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mount the GOES buckets at a directory.",
+        discussion: "Without --foreground, returns once the mount is usable and keeps serving in the background."
+    )
+
+    @Argument(help: "An existing empty directory.")
+    var mountpoint: String
+
+    @Option(help: "An S3-compatible base URL, addressed path-style (default: the public AWS buckets; env GOESFS_ENDPOINT).")
+    var endpoint: String?
+
+    @Option(help: "Where cached data and the index live (default: $XDG_CACHE_HOME/goesfs or ~/.cache/goesfs).")
+    var cacheDir: String?
+
+    @Option(help: "Satellites to show, comma-separated.")
+    var satellites: String = "16,17,18,19"
+
+    @Option(help: "Attempts per request before giving up.")
+    var retries: Int = 5
+
+    @Option(help: "Seconds a read may wait for the network before failing with ETIMEDOUT.")
+    var readTimeout: Double = 30
+
+    @Option(name: .customShort("o"), help: "A FUSE mount option such as allow_other (repeatable).")
+    var fuseOptions: [String] = []
+
+    @Option(help: "Write the log here (default when in the background: <cache-dir>/goesfs.log).")
+    var logFile: String?
+
+    @Flag(help: "Stay in the foreground and log to stderr.")
+    var foreground = false
+
+    @Flag(help: "Verbose logging.")
+    var debug = false
+
+    func validate() throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("mountpoint \(mountpoint) does not exist or is not a directory")
+        }
+        _ = try buckets()
+        if let url = resolvedEndpoint, !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
+            throw ValidationError("--endpoint must be an http:// or https:// URL, not \(url)")
+        }
+        guard retries >= 1, readTimeout > 0 else { throw ValidationError("--retries must be ≥ 1 and --read-timeout > 0") }
+    }
+
+    func run() throws {
+        let cacheDirectory = try prepareCacheDirectory()
+        if foreground {
+            try serve(cacheDirectory: cacheDirectory)
+        } else {
+            try Daemon.start(arguments: CommandLine.arguments + ["--foreground"],
+                             logFile: logFile ?? cacheDirectory + "/goesfs.log",
+                             mountpoint: mountpoint)
+        }
+    }
+
+    private var resolvedEndpoint: String? { endpoint ?? ProcessInfo.processInfo.environment["GOESFS_ENDPOINT"] }
+
+    private func buckets() throws -> [String] {
+        try satellites.split(separator: ",").map { text in
+            guard let satellite = Satellite(parsing: text.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("unknown satellite '\(text)': use 16, 17, 18 or 19")
+            }
+            return satellite.bucket
+        }
+    }
+
+    private func prepareCacheDirectory() throws -> String {
+        let environment = ProcessInfo.processInfo.environment
+        let base = environment["XDG_CACHE_HOME"].map { $0 + "/goesfs" } ?? NSHomeDirectory() + "/.cache/goesfs"
+        let directory = URL(fileURLWithPath: cacheDir ?? base).standardizedFileURL.path
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw ValidationError("cannot create the cache directory \(directory): \(error.localizedDescription)")
+        }
+        guard access(directory, W_OK) == 0 else { throw ValidationError("the cache directory \(directory) is not writable") }
+        return directory
+    }
+
+    /// Mounts and serves in this process until unmounted or signalled.
+    private func serve(cacheDirectory: String) throws {
+        if let logFile {
+            let descriptor = open(logFile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard descriptor >= 0 else { throw ValidationError("cannot open the log file \(logFile)") }
+            dup2(descriptor, STDERR_FILENO)
+            close(descriptor)
+        }
+        let level: Logger.Level = debug ? .debug : .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "goesfs")
+        let statistics = Statistics()
+        let source = resolvedEndpoint.map(Source.endpoint) ?? .aws
+        let client = S3Client(source: source, retry: RetryPolicy(maxAttempts: retries, deadline: readTimeout),
+                              observer: statistics)
+        let index: CacheIndex
+        do {
+            index = try CacheIndex(path: cacheDirectory + "/index.sqlite")
+        } catch {
+            Daemon.reportFailure("cannot open the cache index in \(cacheDirectory): \(error)")
+            throw ExitCode.failure
+        }
+        let fileSystem = GOESFileSystem(
+            configuration: MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory),
+            client: client, index: index, statistics: statistics, logger: logger)
+        let bridge = FUSEBridge(fileSystem: fileSystem, logger: logger)
+        let session = MountSession(mountpoint: mountpoint, options: fuseOptions)
+        do {
+            try session.run(bridge: bridge) {
+                logger.info("mounted \(source) at \(mountpoint); cache in \(cacheDirectory)")
+                Daemon.reportReady()
+            }
+        } catch {
+            Daemon.reportFailure("\(error)")
+            throw ExitCode.failure
+        }
+        logger.info("unmounted \(mountpoint)")
+    }
+}

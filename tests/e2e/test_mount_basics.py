@@ -1,0 +1,285 @@
+"""goesfs as a user meets it: ls, stat, cat, cmp, Python I/O, NetCDF readers.
+
+Each test gets a fresh mount (empty cache) through the recording proxy, so the
+proxy log shows exactly what goesfs fetched for it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.goes_fixtures import (GLM_HOUR, MiB, RADC_HOUR, fixture_objects,
+                                          parse_scan_start, radiance_counts)
+
+MOUNTED = ("noaa-goes16", "noaa-goes18")  # --satellites 16,18
+OBJECTS = [o for o in fixture_objects() if o.bucket in MOUNTED]
+BIG = next(o for o in OBJECTS if o.size > 5 * MiB)
+ONE_BYTE_PAST = next(o for o in OBJECTS if o.size == MiB + 1)
+EDGE_SIZES = [o for o in OBJECTS if o.kind == "random" and o.size in (0, 1, MiB, MiB + 1, BIG.size)]
+NETCDF = [o for o in OBJECTS if o.kind == "netcdf"]
+GLM = [o for o in OBJECTS if o.key.startswith(GLM_HOUR)]
+# Everything but most of the 1100 tiny GLM files (every 100th stands for them).
+READ_ALL = [o for o in OBJECTS if not o.key.startswith(GLM_HOUR)] + GLM[::100]
+
+
+def directories() -> list[tuple[str, str]]:
+    """Every (bucket, prefix) that is a directory in the fixtures, "" = bucket root."""
+    dirs = set()
+    for o in OBJECTS:
+        parts = o.key.split("/")[:-1]
+        dirs.add((o.bucket, ""))
+        dirs.update((o.bucket, "/".join(parts[:i]) + "/") for i in range(1, len(parts) + 1))
+    return sorted(dirs)
+
+
+def bucket_listing(client, bucket: str, prefix: str) -> list[str]:
+    """Immediate children of `prefix` as S3 lists them (all pages)."""
+    names = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        names += [p["Prefix"][len(prefix):-1] for p in page.get("CommonPrefixes", [])]
+        names += [c["Key"][len(prefix):] for c in page.get("Contents", [])]
+    return sorted(names)
+
+
+def run(*cmd: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, env={**os.environ, "LC_ALL": "C"}, timeout=60, **kw)
+
+
+def block_of(range_header: str | None, size: int) -> int:
+    """The 1 MiB block a Range header asks for; fails unless it is exactly one aligned block."""
+    m = re.fullmatch(r"bytes=(\d+)-(\d+)", range_header or "")
+    assert m, f"not a closed byte range: {range_header!r}"
+    first, last = int(m[1]), int(m[2])
+    assert first % MiB == 0, f"unaligned range {range_header}"
+    assert last in (first + MiB - 1, min(first + MiB, size) - 1), f"not one block: {range_header}"
+    return first // MiB
+
+
+def stats_field(text: str, name: str) -> int:
+    m = re.search(rf"^{re.escape(name)}: (\d+)", text, re.MULTILINE)
+    assert m, f"no '{name}' in .stats:\n{text}"
+    return int(m[1])
+
+
+def path_of(mount, obj) -> Path:
+    return mount.path / obj.bucket / obj.key
+
+
+# --- namespace -------------------------------------------------------------
+
+def test_root_lists_stats_and_configured_buckets(mount):
+    names = run("ls", "-1A", str(mount.path)).stdout.decode().split()
+    assert {".stats", *MOUNTED} <= set(names)
+    # .stats.json is the machine-readable twin described in STATS-FORMAT.md.
+    assert set(names) - {".stats", ".stats.json", *MOUNTED} == set()
+
+
+@pytest.mark.parametrize("bucket,prefix", directories())
+def test_directory_matches_bucket_listing(mount, s3, bucket, prefix):
+    listed = run("ls", "-1A", str(mount.path / bucket / prefix))
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(listed.stdout.decode().splitlines()) == bucket_listing(s3.client(), bucket, prefix)
+
+
+def test_directory_over_1000_entries_is_complete(mount):
+    names = os.listdir(mount.path / "noaa-goes16" / GLM_HOUR)
+    assert len(names) == len(set(names)) == len(GLM) > 1000
+
+
+def test_sizes_and_mtimes(mount, s3):
+    client = s3.client()
+    for o in OBJECTS:
+        st = os.stat(path_of(mount, o))
+        assert st.st_size == len(o.data), o.key
+        scan_start = parse_scan_start(o.name)
+        if scan_start is None:  # non-GOES name: the object's LastModified
+            scan_start = client.head_object(Bucket=o.bucket, Key=o.key)["LastModified"].timestamp()
+        assert abs(st.st_mtime - scan_start) < 1e-3, (o.key, st.st_mtime, scan_start)
+
+
+# --- reading ---------------------------------------------------------------
+
+def test_every_object_reads_back_exactly(mount, proxy):
+    for o in READ_ALL:
+        assert path_of(mount, o).read_bytes() == o.data, o.key
+    # Never a range past the end (moto, like S3, answers 416): sizes come from the listing.
+    assert [r for r in proxy.object_gets() if r.status >= 400] == []
+
+
+@pytest.mark.parametrize("obj", EDGE_SIZES, ids=lambda o: f"{o.size}B")
+def test_cmp_and_cat_at_block_edges(mount, tmp_path, obj):
+    expected = tmp_path / "expected"
+    expected.write_bytes(obj.data)
+    compared = run("cmp", str(expected), str(path_of(mount, obj)))
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert run("cat", str(path_of(mount, obj))).stdout == obj.data
+    assert run("tail", "-c", "100", str(path_of(mount, obj))).stdout == obj.data[-100:]
+
+
+def test_empty_object_needs_no_request(mount, proxy):
+    empty = next(o for o in OBJECTS if o.kind == "random" and o.size == 0)
+    assert path_of(mount, empty).read_bytes() == b""
+    assert proxy.object_gets(f"/{empty.bucket}/{empty.key}") == []
+
+
+def read_at(path: Path, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+def test_partial_read_fetches_only_the_touched_block(mount, proxy):
+    path = path_of(mount, BIG)
+    os.stat(path)  # lookup (and its listing) first, so only the read is measured
+    proxy.reset()
+    offset = 3 * MiB + MiB // 2
+    assert read_at(path, offset, 4096) == BIG.data[offset:offset + 4096]
+
+    gets = proxy.object_gets()
+    assert all(r.path == f"/{BIG.bucket}/{BIG.key}" for r in gets), "fetched another object"
+    blocks = [block_of(r.range, BIG.size) for r in gets]
+    # The kernel may read ahead past the 4 KiB asked for (128 KiB by default, more if
+    # goesfs raises max_readahead), which can reach into block 4 but never further;
+    # nothing may fetch blocks 0-2 or 5, nor any block twice.
+    assert blocks.count(3) == 1, blocks
+    assert set(blocks) <= {3, 4} and len(blocks) == len(set(blocks)), blocks
+
+
+def test_reread_in_same_mount_comes_from_cache(mount, proxy):
+    path = path_of(mount, BIG)
+    offset = 2 * MiB + 12345
+    assert read_at(path, offset, 8192) == BIG.data[offset:offset + 8192]
+    assert proxy.object_gets()
+    # Drop the kernel's page cache for this file so the read reaches goesfs again.
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+    proxy.reset()
+    assert read_at(path, offset, 8192) == BIG.data[offset:offset + 8192]
+    assert proxy.object_gets() == []
+
+
+def test_disk_cache_survives_remount(mount, proxy):
+    path = path_of(mount, BIG)
+    assert path.read_bytes() == BIG.data
+    assert sorted(block_of(r.range, BIG.size) for r in proxy.object_gets()) == list(range(6))
+    mount.remount()
+    proxy.reset()
+    assert path.read_bytes() == BIG.data
+    assert proxy.object_gets() == [], "remount with the same cache dir fetched again"
+
+
+def test_stats_agree_with_what_the_proxy_saw(mount, proxy):
+    path_of(mount, ONE_BYTE_PAST).read_bytes()
+    read_at(path_of(mount, BIG), 4 * MiB + 10, 100)
+    for o in NETCDF[:1]:
+        path_of(mount, o).read_bytes()
+    before = len(proxy.records())
+    shown = run("cat", str(mount.path / ".stats"))
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout.decode()
+    assert len(proxy.records()) == before, "reading .stats must not touch the network"
+
+    gets = proxy.object_gets()
+    ok = [r for r in gets if 200 <= r.status < 300]
+    assert stats_field(text, "Total attempts") == len(gets)
+    assert stats_field(text, "Successful") == len(ok)
+    assert stats_field(text, "Total bytes") == sum(r.bytes_sent for r in ok)
+    assert stats_field(text, "Not found errors") == 0
+    assert "S3 Download Statistics:" in text
+
+
+# --- errors ----------------------------------------------------------------
+
+def erofs_cases():
+    """(name, operation on (mount, existing file)) for every kind of write."""
+    hour = lambda m: m.path / "noaa-goes16" / RADC_HOUR  # noqa: E731
+    return {
+        "create": lambda m, f: open(hour(m) / "new.nc", "xb"),
+        "open-for-write": lambda m, f: open(f, "r+b"),
+        "truncate": lambda m, f: os.truncate(f, 0),
+        "mkdir": lambda m, f: os.mkdir(hour(m) / "newdir"),
+        "mkdir-at-root": lambda m, f: os.mkdir(m.path / "noaa-goes17"),
+        "unlink": lambda m, f: os.unlink(f),
+        "rename": lambda m, f: os.rename(f, str(f) + ".old"),
+        "chmod": lambda m, f: os.chmod(f, 0o600),
+        "utime": lambda m, f: os.utime(f, (0, 0)),
+        "write-stats": lambda m, f: open(m.path / ".stats", "wb"),
+    }
+
+
+@pytest.mark.parametrize("case", erofs_cases())
+def test_writes_fail_with_erofs(mount, case):
+    target = path_of(mount, ONE_BYTE_PAST)
+    with pytest.raises(OSError) as failure:
+        erofs_cases()[case](mount, target)
+    assert failure.value.errno == errno.EROFS, failure.value
+    assert os.stat(target).st_size == ONE_BYTE_PAST.size
+
+
+@pytest.mark.parametrize("argv", [
+    ["touch", "{hour}/new.nc"], ["touch", "{file}"], ["sh", "-c", "echo x > {file}"],
+    ["mkdir", "{hour}/d"], ["rm", "-f", "{file}"], ["mv", "{file}", "{hour}/x.nc"],
+    ["chmod", "600", "{file}"], ["truncate", "-s", "0", "{file}"],
+], ids=lambda a: a[0] if a[0] != "sh" else "redirect")
+def test_shell_tools_report_read_only(mount, argv):
+    names = {"hour": mount.path / "noaa-goes16" / RADC_HOUR, "file": path_of(mount, ONE_BYTE_PAST)}
+    done = run(*[a.format(**names) for a in argv])
+    assert done.returncode != 0
+    assert b"Read-only file system" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("relative", [
+    "nope", "noaa-goes17", "noaa-goes19", "noaa-goes16/nope",
+    "noaa-goes16/ABI-L1b-RadC/2023/067", RADC_HOUR + "nope.nc",
+    "noaa-goes16/" + RADC_HOUR + "OR_ABI-L1b-RadC-M6C13_G16_s20230661402000_e0_c0.nc",
+])
+def test_missing_names_are_enoent(mount, relative):
+    with pytest.raises(FileNotFoundError):
+        os.stat(mount.path / relative)
+    listed = run("ls", str(mount.path / relative))
+    assert listed.returncode == 2 and b"No such file or directory" in listed.stderr
+
+
+# --- scientific readers ----------------------------------------------------
+
+@pytest.mark.parametrize("obj", NETCDF, ids=lambda o: o.name[:40])
+def test_netcdf_opens_on_the_mount(mount, obj):
+    import h5py
+    import netCDF4
+    import numpy as np
+    import xarray as xr
+
+    path = str(path_of(mount, obj))
+    counts = radiance_counts(obj.bucket, obj.key)
+    with netCDF4.Dataset(path) as ds, netCDF4.Dataset("source", memory=obj.data) as src:
+        assert ds.platform_ID == "G16" and ds.dataset_name == obj.name
+        np.testing.assert_array_equal(ds["Rad"][:], src["Rad"][:])  # scaled + masked
+        ds["Rad"].set_auto_maskandscale(False)
+        np.testing.assert_array_equal(ds["Rad"][:], counts)
+        assert int(ds["band_id"][...]) == 13
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["Rad"][...], counts)
+        assert f["Rad"].attrs["scale_factor"] == np.float32(0.0616)
+    with xr.open_dataset(path, engine="h5netcdf", decode_times=False) as ds, \
+            netCDF4.Dataset("source", memory=obj.data) as src:
+        np.testing.assert_allclose(ds["Rad"].values, src["Rad"][:].filled(np.nan))
+        assert float(ds["t"]) == float(src["t"][...])
+
+
+# --- teardown --------------------------------------------------------------
+
+def test_unmount_leaves_nothing_mounted(mount_factory):
+    m = mount_factory("short-lived")
+    assert (m.path / "noaa-goes16").is_dir()
+    m.unmount()
+    with open("/proc/mounts") as f:
+        assert str(m.path) not in f.read()

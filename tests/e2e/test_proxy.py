@@ -1,0 +1,109 @@
+"""The recording proxy itself: forwarding, logging, keep-alive and faults."""
+
+from __future__ import annotations
+
+import http.client
+import time
+
+import pytest
+
+from tests.fixtures.goes_fixtures import MiB, fixture_objects
+from tests.support.proxy import Delay, DropAfter, Respond
+
+OBJ = next(o for o in fixture_objects() if o.kind == "random" and o.size == MiB + 1)
+PATH = f"/{OBJ.bucket}/{OBJ.key}"
+
+
+@pytest.fixture
+def conn(proxy):
+    c = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    yield c
+    c.close()
+
+
+def get(conn, path=PATH, headers=None):
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    return response, response.read()
+
+
+def test_ranged_get_is_forwarded_and_recorded(proxy, conn):
+    response, body = get(conn, headers={"Range": "bytes=1048570-1048576"})
+    assert response.status == 206
+    assert body == OBJ.data[1048570:]
+    [record] = proxy.records()
+    assert (record.method, record.path, record.range) == ("GET", PATH, "bytes=1048570-1048576")
+    assert (record.status, record.bytes_sent, record.fault, record.done) == (206, 7, None, True)
+
+
+def test_whole_object_streams_with_content_length(conn):
+    response, body = get(conn)
+    assert response.status == 200
+    assert int(response.getheader("Content-Length")) == OBJ.size
+    assert body == OBJ.data
+
+
+def test_client_connection_is_kept_alive(proxy, conn):
+    get(conn)
+    sock = conn.sock
+    assert sock is not None, "proxy closed the connection after one response"
+    response, _ = get(conn, headers={"Range": "bytes=0-9"})
+    assert response.status == 206 and conn.sock is sock
+    assert len(proxy.object_gets(PATH)) == 2
+
+
+def test_head_has_length_and_no_body(proxy, conn):
+    conn.request("HEAD", PATH)
+    response = conn.getresponse()
+    assert response.status == 200 and response.read() == b""
+    assert int(response.getheader("Content-Length")) == OBJ.size
+    assert proxy.object_gets() == []  # HEAD is not a data GET
+
+
+def test_listing_is_recorded_but_not_an_object_get(proxy, conn):
+    response, body = get(conn, f"/{OBJ.bucket}?list-type=2&prefix=ABI-L1b-RadC/&delimiter=/")
+    assert response.status == 200 and b"<CommonPrefixes>" in body
+    assert proxy.records()[0].is_listing and proxy.object_gets() == []
+
+
+def test_status_fault_applies_to_the_next_k_matches(proxy, conn):
+    proxy.add_fault(OBJ.key, Respond(503), times=2)
+    statuses = [get(conn, headers={"Range": "bytes=0-0"})[0].status for _ in range(3)]
+    assert statuses == [503, 503, 206]
+    assert [r.fault for r in proxy.records()] == ["Respond", "Respond", None]
+
+
+def test_status_fault_ignores_other_paths(proxy, conn):
+    proxy.add_fault("/no/such/path", Respond(404), times=None)
+    assert get(conn, headers={"Range": "bytes=0-0"})[0].status == 206
+
+
+def test_error_body_is_s3_xml(proxy, conn):
+    proxy.add_fault(OBJ.key, Respond(404))
+    response, body = get(conn)
+    assert response.status == 404 and b"<Code>NoSuchKey</Code>" in body
+
+
+def test_drop_after_cuts_the_body_and_closes(proxy, conn):
+    proxy.add_fault(OBJ.key, DropAfter(1000))
+    conn.request("GET", PATH)
+    response = conn.getresponse()
+    assert int(response.getheader("Content-Length")) == OBJ.size
+    with pytest.raises(http.client.IncompleteRead) as cut:
+        response.read()
+    assert cut.value.partial == OBJ.data[:1000]
+    [record] = proxy.records()
+    assert record.bytes_sent == 1000 and record.fault == "DropAfter"
+
+
+def test_delay_fault_delays(proxy, conn):
+    proxy.add_fault(OBJ.key, Delay(0.3))
+    began = time.monotonic()
+    response, _ = get(conn, headers={"Range": "bytes=0-0"})
+    assert response.status == 206 and time.monotonic() - began >= 0.3
+
+
+def test_reset_empties_the_log(proxy, conn):
+    get(conn, headers={"Range": "bytes=0-0"})
+    proxy.reset()
+    assert proxy.records() == []

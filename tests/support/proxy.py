@@ -1,0 +1,293 @@
+"""A recording, fault-injecting HTTP proxy between goesfs and the local S3.
+
+goesfs talks to this proxy as if it were S3. Every request is logged (method,
+path, query, Range, status, body bytes sent) so tests can assert exactly which
+ranges were fetched, and faults can be armed per request (error status, a body
+cut short, a delay) to exercise retries and error reporting.
+
+Stdlib only. Keep-alive towards goesfs (HTTP/1.1, Content-Length always set);
+towards moto one connection per request, since moto closes after every response.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Union
+from urllib.parse import parse_qs, unquote, urlsplit
+
+CHUNK = 64 * 1024
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+              "te", "trailers", "transfer-encoding", "upgrade", "host"}
+S3_ERROR_CODES = {400: "BadRequest", 403: "AccessDenied", 404: "NoSuchKey",
+                  416: "InvalidRange", 500: "InternalError", 503: "SlowDown"}
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a fault matcher sees."""
+    method: str
+    path: str  # URL-decoded, without the query: "/bucket/key"
+    query: str
+    range: str | None
+
+    @property
+    def is_listing(self) -> bool:
+        return "list-type" in parse_qs(self.query)
+
+
+@dataclass
+class Record:
+    """One request as the proxy handled it."""
+    method: str
+    path: str
+    query: str
+    range: str | None
+    status: int | None = None
+    bytes_sent: int = 0  # response body bytes
+    fault: str | None = None
+    done: bool = False
+
+    @property
+    def is_listing(self) -> bool:
+        return "list-type" in parse_qs(self.query)
+
+
+# --- faults ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Respond:
+    """Answer with this status and an S3-style error body, without asking upstream."""
+    status: int
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class DropAfter:
+    """Forward the response but close the connection after `nbytes` of body."""
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class Delay:
+    """Wait before forwarding (to provoke timeouts)."""
+    seconds: float
+
+
+Action = Union[Respond, DropAfter, Delay]
+Matcher = Union[str, Callable[[Request], bool]]
+
+
+@dataclass
+class Fault:
+    match: Callable[[Request], bool]
+    action: Action
+    remaining: int | None  # None: every matching request
+
+
+def _matcher(match: Matcher, method: str | None) -> Callable[[Request], bool]:
+    test = (lambda r: match in r.path) if isinstance(match, str) else match
+    return lambda r: (method is None or r.method == method) and test(r)
+
+
+# --- the proxy -------------------------------------------------------------
+
+class Proxy:
+    def __init__(self, upstream: str):
+        parts = urlsplit(upstream)
+        self.upstream_host, self.upstream_port = parts.hostname, parts.port or 80
+        self._lock = threading.Lock()
+        self._records: list[Record] = []
+        self._faults: list[Fault] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Proxy":
+        handler = type("BoundHandler", (_Handler,), {"proxy": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True  # idle keep-alive connections must not block stop()
+        self._thread = threading.Thread(target=self._server.serve_forever, name="proxy", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "Proxy":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- log --
+
+    def records(self) -> list[Record]:
+        with self._lock:
+            return [dataclasses.replace(r) for r in self._records]
+
+    def object_gets(self, path: str | None = None) -> list[Record]:
+        """GETs of object data (not listings), optionally only for "/bucket/key"."""
+        return [r for r in self.records() if r.method == "GET" and not r.is_listing
+                and (path is None or r.path == path)]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    # -- faults --
+
+    def add_fault(self, match: Matcher, action: Action, times: int | None = 1,
+                  method: str | None = "GET") -> Fault:
+        """Arm `action` for the next `times` requests matching (None = forever).
+
+        `match` is a substring of the decoded path or a predicate on `Request`."""
+        fault = Fault(_matcher(match, method), action, times)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _begin(self, request: Request) -> tuple[Record, Action | None]:
+        """Log the request and consume the first armed fault that matches it."""
+        with self._lock:
+            record = Record(request.method, request.path, request.query, request.range)
+            self._records.append(record)
+            for fault in self._faults:
+                if fault.remaining != 0 and fault.match(request):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                    record.fault = type(fault.action).__name__
+                    return record, fault.action
+        return record, None
+
+    def _update(self, record: Record, **changes) -> None:
+        with self._lock:
+            for name, value in changes.items():
+                setattr(record, name, value)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive for the client
+    timeout = 120  # close idle client connections eventually
+    proxy: Proxy
+
+    def log_message(self, *args) -> None:
+        pass  # the Record log is the log
+
+    def do_GET(self) -> None:
+        self._forward()
+
+    do_HEAD = do_PUT = do_POST = do_DELETE = do_GET
+
+    def _forward(self) -> None:
+        url = urlsplit(self.path)
+        request = Request(self.command, unquote(url.path), url.query, self.headers.get("Range"))
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        record, action = self.proxy._begin(request)
+
+        if isinstance(action, Delay):
+            time.sleep(action.seconds)
+        if isinstance(action, Respond):
+            self._send_error(record, action.status, action.code)
+            return
+        try:
+            conn = http.client.HTTPConnection(self.proxy.upstream_host, self.proxy.upstream_port,
+                                              timeout=60)
+            conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", f"{self.proxy.upstream_host}:{self.proxy.upstream_port}")
+            for name, value in self.headers.items():
+                if name.lower() not in HOP_BY_HOP:
+                    conn.putheader(name, value)
+            conn.endheaders(body or None)
+            upstream = conn.getresponse()
+        except OSError as error:
+            self._send_error(record, 502, "BadGateway", str(error))
+            return
+        try:
+            limit = action.nbytes if isinstance(action, DropAfter) else None
+            self._relay(record, upstream, limit)
+        finally:
+            conn.close()
+
+    def _relay(self, record: Record, upstream: http.client.HTTPResponse, limit: int | None) -> None:
+        has_body = self.command != "HEAD" and upstream.status not in (204, 304)
+        length = upstream.getheader("Content-Length")
+        buffered = None
+        if has_body and length is None:  # chunked upstream: buffer so we can send a length
+            buffered = upstream.read()
+            length = str(len(buffered))
+
+        # Status before any byte goes out, bytes counted before they are sent:
+        # a test that has read the data therefore always sees the full record.
+        self.proxy._update(record, status=upstream.status)
+        self.send_response_only(upstream.status, upstream.reason)
+        for name, value in upstream.getheaders():
+            if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
+                self.send_header(name, value)
+        if length is not None:
+            self.send_header("Content-Length", length)
+        self.end_headers()
+        if not has_body:
+            self.proxy._update(record, done=True)
+            return
+
+        remaining = int(length) if limit is None else min(limit, int(length))
+        sent = 0
+        try:
+            while remaining > 0:
+                chunk = buffered[sent:sent + CHUNK] if buffered is not None else upstream.read(min(CHUNK, remaining))
+                chunk = chunk[:remaining]
+                if not chunk:
+                    break
+                self.proxy._update(record, bytes_sent=sent + len(chunk))
+                self.wfile.write(chunk)
+                sent += len(chunk)
+                remaining -= len(chunk)
+        except OSError:
+            self.proxy._update(record, bytes_sent=sent)  # the client went away
+            self.close_connection = True
+            return
+        if limit is not None and sent < int(length):
+            self._drop_connection()
+        self.proxy._update(record, done=True)
+
+    def _send_error(self, record: Record, status: int, code: str | None, message: str = "") -> None:
+        code = code or S3_ERROR_CODES.get(status, "InjectedFault")
+        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+                f"<Message>{message or 'injected by the test proxy'}</Message></Error>").encode()
+        sends_body = self.command != "HEAD"
+        self.proxy._update(record, status=status, bytes_sent=len(body) if sends_body else 0)
+        self.send_response_only(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if sends_body:
+            self.wfile.write(body)
+        self.proxy._update(record, done=True)
+
+    def _drop_connection(self) -> None:
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
