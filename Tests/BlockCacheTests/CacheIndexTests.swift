@@ -1,0 +1,105 @@
+@testable import BlockCache
+import Foundation
+import XCTest
+
+final class CacheIndexTests: XCTestCase {
+    var directory: String!
+
+    override func setUpWithError() throws {
+        directory = NSTemporaryDirectory() + "goesfs-index-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func testObjectBlocksRoundTripAndInvalidation() throws {
+        let index = try CacheIndex(path: directory + "/index.sqlite")
+        let first = try index.openObject(bucket: "b", key: "k", size: 10, etag: "e1")
+        XCTAssertEqual(first.blocks, [:])
+        try index.recordBlock(objectID: first.id, block: 3, crc: 0xDEADBEEF)
+        try index.recordBlock(objectID: first.id, block: 4, crc: 7)
+        try index.dropBlock(objectID: first.id, block: 4)
+        let again = try index.openObject(bucket: "b", key: "k", size: 10, etag: "e1")
+        XCTAssertEqual(again.id, first.id)
+        XCTAssertEqual(again.blocks, [3: 0xDEADBEEF])
+        XCTAssertFalse(again.invalidated)
+        let changed = try index.openObject(bucket: "b", key: "k", size: 10, etag: "e2")
+        XCTAssertTrue(changed.invalidated)
+        XCTAssertEqual(changed.blocks, [:])
+    }
+
+    func testIndexSurvivesReopening() throws {
+        let path = directory + "/index.sqlite"
+        do {
+            let index = try CacheIndex(path: path)
+            let object = try index.openObject(bucket: "b", key: "k", size: 1, etag: "e")
+            try index.recordBlock(objectID: object.id, block: 0, crc: 42)
+        }
+        let reopened = try CacheIndex(path: path)
+        XCTAssertEqual(try reopened.openObject(bucket: "b", key: "k", size: 1, etag: "e").blocks, [0: 42])
+    }
+
+    func testGarbageIndexIsMovedAsideAndRebuilt() throws {
+        let path = directory + "/index.sqlite"
+        try Data(repeating: 0x5A, count: 8192).write(to: URL(fileURLWithPath: path))
+        let index = try CacheIndex(path: path)
+        XCTAssertNotNil(index.recoveredFromCorruption)
+        XCTAssertEqual(try index.openObject(bucket: "b", key: "k", size: 1, etag: "e").blocks, [:])
+        let aside = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.contains(".corrupt-") }
+        XCTAssertEqual(aside.count, 1)
+    }
+
+    /// Many threads write and read at once, each on its own connection; exiting threads close theirs.
+    func testConcurrentThreadsEachUseAndCloseTheirOwnConnection() throws {
+        let index = try CacheIndex(path: directory + "/index.sqlite")
+        let threads = 16, blocksPerThread = 50
+        let failures = LockedCounter()
+        let group = DispatchGroup()
+        for t in 0..<threads {
+            group.enter()
+            let thread = Thread {
+                defer { group.leave() }
+                do {
+                    let object = try index.openObject(bucket: "b", key: "key-\(t % 4)", size: 1 << 30, etag: "e")
+                    for block in 0..<blocksPerThread {
+                        try index.recordBlock(objectID: object.id, block: t * blocksPerThread + block, crc: UInt32(block))
+                    }
+                    _ = try index.storedListing(bucket: "b", prefix: "p")
+                } catch {
+                    failures.add()
+                }
+            }
+            thread.start()
+        }
+        group.wait()
+        XCTAssertEqual(failures.value, 0)
+        // Thread-exit destructors run after the body returns; wait for them without sleeping blindly.
+        let deadline = Date().addingTimeInterval(5)
+        while index.openConnectionCount > 0 && Date() < deadline { usleep(1000) }
+        XCTAssertEqual(index.openConnectionCount, 0)
+        var total = 0
+        for k in 0..<4 { total += try index.openObject(bucket: "b", key: "key-\(k)", size: 1 << 30, etag: "e").blocks.count }
+        XCTAssertEqual(total, threads * blocksPerThread)
+    }
+
+    func testDataFileWritesAtOffsetsAndChecksums() throws {
+        let file = try DataFile(path: directory + "/" + DataFile.relativePath(bucket: "b", key: "../../etc/passwd"))
+        XCTAssertTrue(file.path.hasPrefix(directory + "/objects/"))
+        let bytes: [UInt8] = Array(0..<200).map { UInt8($0) }
+        try bytes.withUnsafeBytes { try file.write($0, at: 1000) }
+        var back = [UInt8](repeating: 0, count: 300)
+        let got = try back.withUnsafeMutableBytes { try file.read(into: $0, at: 1000) }
+        XCTAssertEqual(got, 200)
+        XCTAssertEqual(Array(back[0..<200]), bytes)
+        XCTAssertEqual("123456789".utf8.withContiguousStorageIfAvailable { blockChecksum(UnsafeRawBufferPointer($0)) }, 0xCBF43926)
+    }
+}
+
+final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func add() { lock.lock(); count += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+}
