@@ -27,7 +27,7 @@ public final class S3Client: Sendable {
         repeat {
             var url = source.bucketURL(bucket) + "?list-type=2&delimiter=%2F&prefix=" + URLEncoding.query(prefix)
             if let token { url += "&continuation-token=" + URLEncoding.query(token) }
-            let page = try withRetries(key: prefix.isEmpty ? bucket : prefix, kind: .listing) { _ throws(FetchError) in
+            let page = try withRetries(key: prefix.isEmpty ? bucket : prefix, kind: .listing) { _, timeouts throws(FetchError) in
                 let outcome = handles.withHandle { $0.get(url: url, range: nil, target: nil, timeouts: timeouts) }
                 try S3Client.check(outcome)
                 return ListingPage(xml: String(decoding: outcome.body, as: UTF8.self))
@@ -46,7 +46,7 @@ public final class S3Client: Sendable {
         precondition(buffer.count == range.count)
         let url = source.objectURL(bucket: bucket, key: key)
         var done = 0
-        try withRetries(key: key, kind: .data) { attempt throws(FetchError) in
+        try withRetries(key: key, kind: .data) { attempt, timeouts throws(FetchError) in
             let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
             let outcome = handles.withHandle {
                 $0.get(url: url, range: (range.lowerBound + done)..<range.upperBound, target: rest, timeouts: timeouts)
@@ -63,13 +63,19 @@ public final class S3Client: Sendable {
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the policy gives up; reports each failure.
-    private func withRetries<T>(key: String, kind: RequestKind, _ attempt: (Int) throws(FetchError) -> T) throws(FetchError) -> T {
+    /// Each attempt gets the timeouts cut to what is left of the deadline, so the whole stays bounded.
+    private func withRetries<T>(key: String, kind: RequestKind,
+                                _ attempt: (Int, RequestTimeouts) throws(FetchError) -> T) throws(FetchError) -> T {
         let started = Date()
         var number = 1
         while true {
             let attemptStart = DispatchTime.now().uptimeNanoseconds
+            var bounded = timeouts
+            let left = max(0.5, retry.deadline - Date().timeIntervalSince(started))
+            bounded.totalSeconds = min(bounded.totalSeconds, left)
+            bounded.connectSeconds = min(bounded.connectSeconds, left)
             do {
-                return try attempt(number)
+                return try attempt(number, bounded)
             } catch {
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - attemptStart) / 1e9
                 let elapsed = Date().timeIntervalSince(started)
