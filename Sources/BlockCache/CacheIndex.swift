@@ -85,7 +85,7 @@ public final class CacheIndex: Sendable {
                     UNIQUE(bucket, key));
                 CREATE TABLE IF NOT EXISTS blocks(
                     object_id INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE,
-                    block INTEGER NOT NULL, crc INTEGER NOT NULL,
+                    block INTEGER NOT NULL, crc INTEGER NOT NULL, length INTEGER NOT NULL,
                     PRIMARY KEY(object_id, block)) WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS listings(
                     bucket TEXT NOT NULL, prefix TEXT NOT NULL, fetched_at REAL NOT NULL, body TEXT NOT NULL,
@@ -125,10 +125,33 @@ public final class CacheIndex: Sendable {
         }
     }
 
-    /// Records that a block's bytes are on disk. Call only after they were written.
-    public func recordBlock(objectID: Int64, block: Int, crc: UInt32) throws(SQLiteError) {
-        try connection().query("INSERT OR REPLACE INTO blocks(object_id, block, crc) VALUES(?, ?, ?)",
-                               [.integer(objectID), .integer(Int64(block)), .integer(Int64(crc))])
+    /// Records that a block's `length` bytes are on disk. Call only after they were written.
+    public func recordBlock(objectID: Int64, block: Int, crc: UInt32, length: Int) throws(SQLiteError) {
+        try connection().query("INSERT OR REPLACE INTO blocks(object_id, block, crc, length) VALUES(?, ?, ?, ?)",
+                               [.integer(objectID), .integer(Int64(block)), .integer(Int64(crc)), .integer(Int64(length))])
+    }
+
+    /// Bytes of all blocks recorded, over every object.
+    public func cachedBytes() throws(SQLiteError) -> Int {
+        Int(try connection().query("SELECT COALESCE(SUM(length), 0) FROM blocks").first?.first?.int ?? 0)
+    }
+
+    /// Objects with cached blocks, least recently opened first: the eviction order.
+    public func leastRecentlyUsed(limit: Int) throws(SQLiteError) -> [(id: Int64, bucket: String, key: String, bytes: Int)] {
+        let sql = "SELECT o.id, o.bucket, o.key, SUM(b.length) FROM objects o JOIN blocks b ON b.object_id = o.id "
+            + "GROUP BY o.id ORDER BY o.last_access ASC LIMIT ?"
+        return try connection().query(sql, [.integer(Int64(limit))]).map { row in
+            (row[0].int!, row[1].string!, row[2].string!, Int(row[3].int!))
+        }
+    }
+
+    /// Forgets an object and all its blocks (after its data file was removed).
+    public func removeObject(id: Int64) throws(SQLiteError) {
+        let db = try connection()
+        try db.transaction { () throws(SQLiteError) in
+            try db.query("DELETE FROM blocks WHERE object_id = ?", [.integer(id)])
+            try db.query("DELETE FROM objects WHERE id = ?", [.integer(id)])
+        }
     }
 
     /// Forgets a block (it failed verification or its file vanished).

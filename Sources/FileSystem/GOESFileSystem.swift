@@ -10,6 +10,7 @@ struct ReadContext: Sendable {
     let index: CacheIndex
     let pool: DownloadPool
     let statistics: Statistics
+    let budget: CacheBudget
     let logger: Logger
     let cacheDirectory: String
     let blockSize: Int
@@ -21,10 +22,13 @@ public struct MountConfiguration: Sendable {
     public var cacheDirectory: String
     public var blockSize: Int
     public var downloadThreads: Int
+    /// The cache's size cap in bytes.
+    public var cacheLimit: Int
 
-    public init(buckets: [String], cacheDirectory: String, blockSize: Int = 1 << 20, downloadThreads: Int = 8) {
+    public init(buckets: [String], cacheDirectory: String, cacheLimit: Int, blockSize: Int = 1 << 20, downloadThreads: Int = 8) {
         self.buckets = buckets
         self.cacheDirectory = cacheDirectory
+        self.cacheLimit = cacheLimit
         self.blockSize = blockSize
         self.downloadThreads = downloadThreads
     }
@@ -38,12 +42,11 @@ public final class GOESFileSystem: Sendable {
     private let namespace: Namespace
     private let context: ReadContext
     private let handles = Mutex<HandleTable>(HandleTable())
+    private let openObjects = OpenObjects()
 
     private struct HandleTable {
         var next: UInt64 = 1
         var open: [UInt64: OpenHandle] = [:]
-        /// Objects with at least one open handle, and how many.
-        var objects: [String: (object: OpenObject, handles: Int)] = [:]
     }
 
     private enum OpenHandle {
@@ -54,9 +57,11 @@ public final class GOESFileSystem: Sendable {
     public init(configuration: MountConfiguration, client: S3Client, index: CacheIndex,
                 statistics: Statistics, logger: Logger) {
         self.statistics = statistics
+        let budget = CacheBudget(limit: configuration.cacheLimit, index: index, openObjects: openObjects,
+                                 cacheDirectory: configuration.cacheDirectory, statistics: statistics, logger: logger)
         context = ReadContext(client: client, index: index, pool: DownloadPool(threads: configuration.downloadThreads),
-                              statistics: statistics, logger: logger, cacheDirectory: configuration.cacheDirectory,
-                              blockSize: configuration.blockSize)
+                              statistics: statistics, budget: budget, logger: logger,
+                              cacheDirectory: configuration.cacheDirectory, blockSize: configuration.blockSize)
         namespace = Namespace(buckets: configuration.buckets,
                               listings: ListingCache(client: client, index: index, logger: logger),
                               mountedAt: Date().timeIntervalSince1970)
@@ -80,29 +85,15 @@ public final class GOESFileSystem: Sendable {
             return register(.snapshot(renderStats()))
         }
         let ref = try namespace.object(at: path)
-        let id = ref.bucket + "/" + ref.object.key
-        // Create outside the lock (it touches SQLite and the disk), then keep whichever came first.
-        let existing = handles.withLock { table -> OpenObject? in
-            guard let entry = table.objects[id], entry.object.size == ref.object.size else { return nil }
-            table.objects[id] = (entry.object, entry.handles + 1)
-            return entry.object
-        }
-        if let existing { return register(.object(existing)) }
-        let created: OpenObject
+        let id = OpenObjects.id(bucket: ref.bucket, key: ref.object.key)
         do {
-            created = try OpenObject(bucket: ref.bucket, object: ref.object, context: context)
+            let object = try openObjects.acquire(id: id, size: ref.object.size) {
+                try OpenObject(bucket: ref.bucket, object: ref.object, context: context)
+            }
+            return register(.object(object))
         } catch {
             throw .io("cannot open the cache for \(id): \(error)")
         }
-        let object = handles.withLock { table -> OpenObject in
-            if let entry = table.objects[id] {
-                table.objects[id] = (entry.object, entry.handles + 1)
-                return entry.object
-            }
-            table.objects[id] = (created, 1)
-            return created
-        }
-        return register(.object(object))
     }
 
     /// Reads from an open handle; `reply` runs exactly once, possibly on another thread.
@@ -119,11 +110,8 @@ public final class GOESFileSystem: Sendable {
     }
 
     public func release(handle: UInt64) {
-        handles.withLock { table in
-            guard case .object(let object)? = table.open.removeValue(forKey: handle) else { return }
-            let id = object.bucket + "/" + object.key
-            guard let entry = table.objects[id], entry.object === object else { return }
-            table.objects[id] = entry.handles > 1 ? (object, entry.handles - 1) : nil
+        if case .object(let object)? = handles.withLock({ $0.open.removeValue(forKey: handle) }) {
+            openObjects.release(object)
         }
     }
 

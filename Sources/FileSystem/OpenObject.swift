@@ -42,7 +42,7 @@ final class OpenObject: Sendable {
         let end = min(size, offset + length)
         guard offset < end else { return reply(.success([])) }
         let wanted = (offset / blockSize)...((end - 1) / blockSize)
-        ensure(wanted) { [self] error in
+        ensure(wanted) { [self] error, downloaded in
             if let error { return reply(.failure(error)) }
             var bytes = [UInt8](repeating: 0, count: end - offset)
             do {
@@ -53,6 +53,7 @@ final class OpenObject: Sendable {
                     if isRetry { return reply(.failure(.io("cache file \(dataFile.path) keeps losing bytes"))) }
                     return read(offset: offset, length: length, isRetry: true, reply: reply)
                 }
+                context.statistics.recordRead(bytes: bytes.count, fromCache: !downloaded)
                 reply(.success(bytes))
             } catch {
                 reply(.failure(.io("cannot read the cache file \(dataFile.path): \(error)")))
@@ -60,10 +61,12 @@ final class OpenObject: Sendable {
         }
     }
 
-    /// Makes every block in `wanted` present on disk, then calls `done` (with nil on success).
-    private func ensure(_ wanted: ClosedRange<Int>, done: @escaping @Sendable (FSError?) -> Void) {
+    /// Makes every block in `wanted` present on disk, then calls `done` with nil on success and
+    /// whether anything had to be downloaded.
+    private func ensure(_ wanted: ClosedRange<Int>, done: @escaping @Sendable (FSError?, Bool) -> Void) {
         verifyFirstUse(wanted)
-        let waiter = BlockWaiter(done)
+        var waited = false
+        let waiter = BlockWaiter { error in done(error, true) }
         var toFetch: [Int] = []
         blocks.withLock { table in
             for block in wanted {
@@ -76,8 +79,10 @@ final class OpenObject: Sendable {
                     toFetch.append(block)
                 }
                 waiter.expectOneMore()
+                waited = true
             }
         }
+        guard waited else { return done(nil, false) }
         for block in toFetch { context.pool.submit { [self] in download(block) } }
         waiter.armed()
     }
@@ -106,12 +111,17 @@ final class OpenObject: Sendable {
     }
 
     private func forget(_ range: ClosedRange<Int>, reason: String) {
-        blocks.withLock { table in
-            for block in range { if case .present = table[block] { table[block] = nil } }
+        let dropped = blocks.withLock { table in
+            range.filter { block in
+                guard case .present = table[block] else { return false }
+                table[block] = nil
+                return true
+            }
         }
-        for block in range { try? context.index.dropBlock(objectID: recordID, block: block) }
+        for block in dropped { try? context.index.dropBlock(objectID: recordID, block: block) }
+        context.budget.dropped(bytes: dropped.reduce(0) { $0 + byteRange(of: $1).count })
         context.logger.warning("\(bucket)/\(key): \(reason); fetching it again")
-        context.statistics.noteCacheEvent("repaired \(bucket)/\(key): \(reason)")
+        context.statistics.recordRepair("repaired \(bucket)/\(key): \(reason)")
     }
 
     private func download(_ block: Int) {
@@ -125,7 +135,7 @@ final class OpenObject: Sendable {
             try dataFile.write(UnsafeRawBufferPointer(buffer), at: range.lowerBound)
             crc = blockChecksum(UnsafeRawBufferPointer(buffer))
             // Marked present only after its bytes are written: a crash in between just refetches it.
-            try context.index.recordBlock(objectID: recordID, block: block, crc: crc)
+            try context.index.recordBlock(objectID: recordID, block: block, crc: crc, length: range.count)
         } catch let error as FetchError {
             failure = FSError(error)
             context.logger.error("\(bucket)/\(key) block \(block): \(error)")
@@ -138,6 +148,7 @@ final class OpenObject: Sendable {
             table[block] = failure == nil ? .present(crc: crc, verified: true) : nil
             return waiters
         }
+        if failure == nil { context.budget.stored(bytes: range.count) }
         for waiter in waiters { waiter.blockFinished(failure) }
     }
 

@@ -35,6 +35,13 @@ public final class Statistics: TransferObserver, Sendable {
         public var recentErrors: [ErrorRecord] = []
         public var recentAttempts: [AttemptRecord] = []
         public var cacheNotes: [String] = []
+        public var bytesFromCache = 0
+        public var bytesFromNetwork = 0
+        public var cachedBytes = 0
+        public var cacheLimit = 0
+        public var evictions = 0
+        public var evictedBytes = 0
+        public var repairs = 0
     }
 
     public static let recentErrorLimit = 20
@@ -64,6 +71,26 @@ public final class Statistics: TransferObserver, Sendable {
             $0.cacheNotes.append("[\(Timestamp.iso(now))] \(text)")
             if $0.cacheNotes.count > 20 { $0.cacheNotes.removeFirst() }
         }
+    }
+
+    /// A read was answered; `fromCache` when no block it needed had to be downloaded.
+    public func recordRead(bytes: Int, fromCache: Bool) {
+        state.withLock { s in
+            if fromCache { s.bytesFromCache += bytes } else { s.bytesFromNetwork += bytes }
+        }
+    }
+
+    public func updateCacheUsage(bytes: Int, limit: Int) {
+        state.withLock { $0.cachedBytes = bytes; $0.cacheLimit = limit }
+    }
+
+    public func recordEviction(bytes: Int) {
+        state.withLock { $0.evictions += 1; $0.evictedBytes += bytes }
+    }
+
+    public func recordRepair(_ text: String) {
+        state.withLock { $0.repairs += 1 }
+        noteCacheEvent(text)
     }
 
     public func transferSucceeded(key: String, bytes: Int, seconds: Double, attempt: Int) {

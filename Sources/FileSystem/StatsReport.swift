@@ -37,9 +37,20 @@ public enum StatsReport {
             Total runtime: \(String(format: "%.1f", s.now - s.startTime)) seconds
 
             """
-        if !s.cacheNotes.isEmpty {
-            out += "\nCache:\n" + s.cacheNotes.joined(separator: "\n") + "\n"
-        }
+        let served = s.bytesFromCache + s.bytesFromNetwork
+        let hitRatio = served > 0 ? String(format: "%.1f%%", Double(s.bytesFromCache) * 100 / Double(served)) : "n/a"
+        out += """
+
+            Cache:
+            Bytes served from cache: \(s.bytesFromCache) bytes
+            Bytes served after download: \(s.bytesFromNetwork) bytes
+            Hit ratio: \(hitRatio)
+            Cached: \(ByteFormat.human(s.cachedBytes)) of \(ByteFormat.human(s.cacheLimit)) limit
+            Evictions: \(s.evictions) (\(s.evictedBytes) bytes)
+            Repairs: \(s.repairs)
+
+            """
+        for note in s.cacheNotes { out += note + "\n" }
         out += "\nRecent errors:\n"
         if s.recentErrors.isEmpty { out += "(none)\n" }
         for (i, e) in s.recentErrors.enumerated() {

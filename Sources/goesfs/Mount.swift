@@ -22,6 +22,9 @@ struct Mount: ParsableCommand {
     @Option(help: "Where cached data and the index live (default: $XDG_CACHE_HOME/goesfs or ~/.cache/goesfs).")
     var cacheDir: String?
 
+    @Option(help: "The cache's size cap, e.g. 500M, 20G (default: a quarter of the free space in the cache directory).")
+    var cacheSize: String?
+
     @Option(help: "Satellites to show, comma-separated.")
     var satellites: String = "16,17,18,19"
 
@@ -51,6 +54,9 @@ struct Mount: ParsableCommand {
         _ = try buckets()
         if let url = resolvedEndpoint, !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
             throw ValidationError("--endpoint must be an http:// or https:// URL, not \(url)")
+        }
+        if let cacheSize, ByteSize.parse(cacheSize) == nil {
+            throw ValidationError("--cache-size must be a size such as 500M or 20G, not '\(cacheSize)'")
         }
         guard retries >= 1, readTimeout > 0 else { throw ValidationError("--retries must be ≥ 1 and --read-timeout > 0") }
     }
@@ -90,6 +96,13 @@ struct Mount: ParsableCommand {
         return directory
     }
 
+    private func cacheLimit(cacheDirectory: String) -> Int {
+        if let cacheSize, let bytes = ByteSize.parse(cacheSize) { return bytes }
+        var fs = statvfs()
+        guard statvfs(cacheDirectory, &fs) == 0 else { return 10 << 30 }
+        return max(1 << 30, Int(fs.f_bavail) * Int(fs.f_frsize) / 4)
+    }
+
     /// Mounts and serves in this process until unmounted or signalled.
     private func serve(cacheDirectory: String) throws {
         if let logFile {
@@ -117,7 +130,8 @@ struct Mount: ParsableCommand {
             throw ExitCode.failure
         }
         let fileSystem = GOESFileSystem(
-            configuration: MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory),
+            configuration: MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory,
+                                              cacheLimit: cacheLimit(cacheDirectory: cacheDirectory)),
             client: client, index: index, statistics: statistics, logger: logger)
         let bridge = FUSEBridge(fileSystem: fileSystem, logger: logger)
         let session = MountSession(mountpoint: mountpoint, options: fuseOptions)

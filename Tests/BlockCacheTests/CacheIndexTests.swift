@@ -18,8 +18,8 @@ final class CacheIndexTests: XCTestCase {
         let index = try CacheIndex(path: directory + "/index.sqlite")
         let first = try index.openObject(bucket: "b", key: "k", size: 10, etag: "e1")
         XCTAssertEqual(first.blocks, [:])
-        try index.recordBlock(objectID: first.id, block: 3, crc: 0xDEADBEEF)
-        try index.recordBlock(objectID: first.id, block: 4, crc: 7)
+        try index.recordBlock(objectID: first.id, block: 3, crc: 0xDEADBEEF, length: 100)
+        try index.recordBlock(objectID: first.id, block: 4, crc: 7, length: 100)
         try index.dropBlock(objectID: first.id, block: 4)
         let again = try index.openObject(bucket: "b", key: "k", size: 10, etag: "e1")
         XCTAssertEqual(again.id, first.id)
@@ -35,7 +35,7 @@ final class CacheIndexTests: XCTestCase {
         do {
             let index = try CacheIndex(path: path)
             let object = try index.openObject(bucket: "b", key: "k", size: 1, etag: "e")
-            try index.recordBlock(objectID: object.id, block: 0, crc: 42)
+            try index.recordBlock(objectID: object.id, block: 0, crc: 42, length: 1)
         }
         let reopened = try CacheIndex(path: path)
         XCTAssertEqual(try reopened.openObject(bucket: "b", key: "k", size: 1, etag: "e").blocks, [0: 42])
@@ -64,7 +64,7 @@ final class CacheIndexTests: XCTestCase {
                 do {
                     let object = try index.openObject(bucket: "b", key: "key-\(t % 4)", size: 1 << 30, etag: "e")
                     for block in 0..<blocksPerThread {
-                        try index.recordBlock(objectID: object.id, block: t * blocksPerThread + block, crc: UInt32(block))
+                        try index.recordBlock(objectID: object.id, block: t * blocksPerThread + block, crc: UInt32(block), length: 1)
                     }
                     _ = try index.storedListing(bucket: "b", prefix: "p")
                 } catch {

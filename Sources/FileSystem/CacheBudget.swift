@@ -1,0 +1,77 @@
+import BlockCache
+import Foundation
+import Logging
+import Synchronization
+
+/// Keeps the cache under its size cap: the one place that decides eviction.
+///
+/// Whole objects go, least recently opened first, never one that is open. Eviction starts when a
+/// new block takes the total over the cap and stops at 90 % of it, so it runs in bursts, not per block.
+final class CacheBudget: Sendable {
+    let limit: Int
+    private let used: Atomic<Int>
+    private let evicting = Mutex(false)
+    private let index: CacheIndex
+    private let openObjects: OpenObjects
+    private let cacheDirectory: String
+    private let statistics: Statistics
+    private let logger: Logger
+
+    init(limit: Int, index: CacheIndex, openObjects: OpenObjects, cacheDirectory: String,
+         statistics: Statistics, logger: Logger) {
+        self.limit = limit
+        self.index = index
+        self.openObjects = openObjects
+        self.cacheDirectory = cacheDirectory
+        self.statistics = statistics
+        self.logger = logger
+        let current = (try? index.cachedBytes()) ?? 0
+        used = Atomic(current)
+        statistics.updateCacheUsage(bytes: current, limit: limit)
+    }
+
+    var usedBytes: Int { used.load(ordering: .relaxed) }
+
+    /// A block of `bytes` was stored; evicts if that took the cache over its cap.
+    func stored(bytes: Int) {
+        let total = used.add(bytes, ordering: .relaxed).newValue
+        statistics.updateCacheUsage(bytes: total, limit: limit)
+        if total > limit { evict() }
+    }
+
+    /// Bytes that left the cache some other way (a block dropped after failing its checksum).
+    func dropped(bytes: Int) {
+        let total = used.subtract(bytes, ordering: .relaxed).newValue
+        statistics.updateCacheUsage(bytes: total, limit: limit)
+    }
+
+    private func evict() {
+        // One evictor at a time; others just carry on (the running one sees their bytes too).
+        guard evicting.withLock({ busy in busy ? false : { busy = true; return true }() }) else { return }
+        defer { evicting.withLock { $0 = false } }
+        let target = limit / 10 * 9
+        while used.load(ordering: .relaxed) > target {
+            guard let candidates = try? index.leastRecentlyUsed(limit: 64), !candidates.isEmpty else { return }
+            var freed = 0
+            openObjects.whileFrozen { open in
+                for candidate in candidates where used.load(ordering: .relaxed) - freed > target {
+                    guard !open.contains(OpenObjects.id(bucket: candidate.bucket, key: candidate.key)) else { continue }
+                    let path = cacheDirectory + "/" + DataFile.relativePath(bucket: candidate.bucket, key: candidate.key)
+                    unlink(path)
+                    do {
+                        try index.removeObject(id: candidate.id)
+                        freed += candidate.bytes
+                        statistics.recordEviction(bytes: candidate.bytes)
+                    } catch {
+                        logger.error("eviction of \(candidate.bucket)/\(candidate.key) failed: \(error)")
+                    }
+                }
+            }
+            if freed == 0 {
+                logger.warning("cache over its limit but every cached object is open; nothing evicted")
+                return
+            }
+            dropped(bytes: freed)
+        }
+    }
+}
