@@ -17,6 +17,8 @@ public struct CachedObject: Sendable {
 /// (a pthread key destructor). A connection is never shared across threads.
 public final class CacheIndex: Sendable {
     public static let schemaVersion = 1
+    /// Bytes per block, fixed by the cache format: block `i` of an object sits at offset `i × blockSize`.
+    public static let blockSize = 1 << 20
     public let path: String
     /// Set when the file found at `path` was unreadable and a fresh index replaced it.
     public let recoveredFromCorruption: String?
@@ -157,6 +159,27 @@ public final class CacheIndex: Sendable {
     /// Forgets a block (it failed verification or its file vanished).
     public func dropBlock(objectID: Int64, block: Int) throws(SQLiteError) {
         try connection().query("DELETE FROM blocks WHERE object_id = ? AND block = ?", [.integer(objectID), .integer(Int64(block))])
+    }
+
+    // MARK: Maintenance (offline)
+
+    public struct ObjectRow: Sendable { public let id: Int64, bucket: String, key: String; public var blockSize: Int { CacheIndex.blockSize } }
+
+    public func allObjects() throws(SQLiteError) -> [ObjectRow] {
+        try connection().query("SELECT id, bucket, key FROM objects").map { ObjectRow(id: $0[0].int!, bucket: $0[1].string!, key: $0[2].string!) }
+    }
+
+    /// (block, crc, length) of every block recorded for an object.
+    public func blocks(objectID: Int64) throws(SQLiteError) -> [(Int, UInt32, Int)] {
+        try connection().query("SELECT block, crc, length FROM blocks WHERE object_id = ?", [.integer(objectID)]).map {
+            (Int($0[0].int!), UInt32(truncatingIfNeeded: $0[1].int!), Int($0[2].int!))
+        }
+    }
+
+    public func blockSummary() throws(SQLiteError) -> (objects: Int, blocks: Int, bytes: Int) {
+        let row = try connection().query(
+            "SELECT (SELECT COUNT(*) FROM objects WHERE id IN (SELECT object_id FROM blocks)), COUNT(*), COALESCE(SUM(length), 0) FROM blocks").first!
+        return (Int(row[0].int!), Int(row[1].int!), Int(row[2].int!))
     }
 
     // MARK: Listings

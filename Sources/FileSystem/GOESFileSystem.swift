@@ -20,16 +20,14 @@ struct ReadContext: Sendable {
 public struct MountConfiguration: Sendable {
     public var buckets: [String]
     public var cacheDirectory: String
-    public var blockSize: Int
     public var downloadThreads: Int
     /// The cache's size cap in bytes.
     public var cacheLimit: Int
 
-    public init(buckets: [String], cacheDirectory: String, cacheLimit: Int, blockSize: Int = 1 << 20, downloadThreads: Int = 8) {
+    public init(buckets: [String], cacheDirectory: String, cacheLimit: Int, downloadThreads: Int = 8) {
         self.buckets = buckets
         self.cacheDirectory = cacheDirectory
         self.cacheLimit = cacheLimit
-        self.blockSize = blockSize
         self.downloadThreads = downloadThreads
     }
 }
@@ -61,7 +59,7 @@ public final class GOESFileSystem: Sendable {
                                  cacheDirectory: configuration.cacheDirectory, statistics: statistics, logger: logger)
         context = ReadContext(client: client, index: index, pool: DownloadPool(threads: configuration.downloadThreads),
                               statistics: statistics, budget: budget, logger: logger,
-                              cacheDirectory: configuration.cacheDirectory, blockSize: configuration.blockSize)
+                              cacheDirectory: configuration.cacheDirectory, blockSize: CacheIndex.blockSize)
         namespace = Namespace(buckets: configuration.buckets,
                               listings: ListingCache(client: client, index: index, logger: logger),
                               mountedAt: Date().timeIntervalSince1970)

@@ -7,7 +7,7 @@ struct GoesFS: ParsableCommand {
         abstract: "A read-only filesystem for NOAA's GOES-R satellite archive on S3.",
         discussion: "Nothing is downloaded until it is read; what is read is cached on disk.",
         version: "0.1.0",
-        subcommands: [Mount.self, Unmount.self]
+        subcommands: [Mount.self, Unmount.self, Cache.self]
     )
 }
 
@@ -19,6 +19,12 @@ struct Unmount: ParsableCommand {
 
     func run() throws {
         let status = Subprocess.run("fusermount3", ["-u", mountpoint])
-        if status != 0 { throw ValidationError("fusermount3 -u \(mountpoint) failed (exit \(status)); is it mounted, and is a process using it?") }
+        if status != 0 { throw CLIError("fusermount3 -u \(mountpoint) failed (exit \(status)); is it mounted, and is a process using it?") }
     }
+}
+
+/// A failure to report in one line, without the usage text that `ValidationError` adds.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

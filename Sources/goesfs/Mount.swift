@@ -84,9 +84,7 @@ struct Mount: ParsableCommand {
     }
 
     private func prepareCacheDirectory() throws -> String {
-        let environment = ProcessInfo.processInfo.environment
-        let base = environment["XDG_CACHE_HOME"].map { $0 + "/goesfs" } ?? NSHomeDirectory() + "/.cache/goesfs"
-        let directory = URL(fileURLWithPath: cacheDir ?? base).standardizedFileURL.path
+        let directory = CacheLocation.resolve(cacheDir)
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
@@ -122,6 +120,14 @@ struct Mount: ParsableCommand {
         let source = resolvedEndpoint.map(Source.endpoint) ?? .aws
         let client = S3Client(source: source, retry: RetryPolicy(maxAttempts: retries, deadline: readTimeout),
                               observer: statistics)
+        let lock: CacheLock
+        do {
+            lock = try CacheLock(directory: cacheDirectory)
+        } catch {
+            Daemon.reportFailure("\(error)")
+            throw ExitCode.failure
+        }
+        defer { withExtendedLifetime(lock) {} }
         let index: CacheIndex
         do {
             index = try CacheIndex(path: cacheDirectory + "/index.sqlite")

@@ -1,0 +1,36 @@
+import Foundation
+
+/// An exclusive lock on a cache directory, held by the mount for its whole life.
+///
+/// Two daemons writing one index and one set of data files would corrupt both; `flock` is released
+/// by the kernel when the holder dies, so a crash never leaves a stale lock behind.
+public final class CacheLock: Sendable {
+    private let descriptor: Int32
+
+    public enum Failure: Error, CustomStringConvertible {
+        case held(String)
+        case cannotOpen(String)
+        public var description: String {
+            switch self {
+            case .held(let dir): return "the cache directory \(dir) is in use by another goesfs (a mount, or a cache command)"
+            case .cannotOpen(let why): return "cannot lock the cache directory: \(why)"
+            }
+        }
+    }
+
+    public init(directory: String) throws(Failure) {
+        let path = directory + "/lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .cannotOpen("\(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw .held(directory)
+        }
+        descriptor = fd
+    }
+
+    deinit {
+        flock(descriptor, LOCK_UN)
+        close(descriptor)
+    }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import BlockCache
+import Foundation
+
+/// Where the cache lives unless `--cache-dir` says otherwise.
+enum CacheLocation {
+    static func resolve(_ explicit: String?) -> String {
+        let environment = ProcessInfo.processInfo.environment
+        let base = environment["XDG_CACHE_HOME"].map { $0 + "/goesfs" } ?? NSHomeDirectory() + "/.cache/goesfs"
+        return URL(fileURLWithPath: explicit ?? base).standardizedFileURL.path
+    }
+}
+
+struct Cache: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inspect, check or empty a cache directory (not while a mount uses it).",
+        subcommands: [Info.self, Verify.self, Clear.self]
+    )
+
+    struct Options: ParsableArguments {
+        @Option(help: "The cache directory (default: $XDG_CACHE_HOME/goesfs or ~/.cache/goesfs).")
+        var cacheDir: String?
+
+        /// The directory, locked against a mount for the duration of the command.
+        func locked() throws -> (String, CacheLock) {
+            let directory = CacheLocation.resolve(cacheDir)
+            guard FileManager.default.fileExists(atPath: directory) else {
+                throw CLIError("no cache at \(directory)")
+            }
+            do {
+                return (directory, try CacheLock(directory: directory))
+            } catch {
+                throw CLIError("\(error); unmount it first")
+            }
+        }
+    }
+
+    struct Info: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Objects, blocks and bytes in the cache.")
+        @OptionGroup var options: Options
+
+        func run() throws {
+            let (directory, lock) = try options.locked()
+            defer { withExtendedLifetime(lock) {} }
+            let summary = try CacheMaintenance.summary(directory: directory)
+            print("""
+                cache directory: \(directory)
+                objects: \(summary.objects)
+                blocks: \(summary.blocks) (\(CacheIndex.blockSize) bytes each at most)
+                cached bytes: \(summary.bytes)
+                on disk: \(summary.diskBytes) bytes
+                """)
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check every cached block against its checksum; damaged blocks are dropped and fetched again on the next read.")
+        @OptionGroup var options: Options
+
+        func run() throws {
+            let (directory, lock) = try options.locked()
+            defer { withExtendedLifetime(lock) {} }
+            let report = try CacheMaintenance.verify(directory: directory)
+            for damaged in report.damagedBlocks { print("damaged: \(damaged) (dropped)") }
+            print("checked \(report.blocksChecked) blocks: \(report.damagedBlocks.count) damaged, \(report.orphanFiles) stray data files removed")
+            if !report.damagedBlocks.isEmpty { throw ExitCode(1) }
+        }
+    }
+
+    struct Clear: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete every cached byte and the index.")
+        @OptionGroup var options: Options
+
+        func run() throws {
+            let (directory, lock) = try options.locked()
+            defer { withExtendedLifetime(lock) {} }
+            try CacheMaintenance.clear(directory: directory)
+            print("cleared \(directory)")
+        }
+    }
+}
