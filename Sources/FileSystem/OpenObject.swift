@@ -131,7 +131,7 @@ final class OpenObject: Sendable {
         var failure: FSError?
         var crc: UInt32 = 0
         do {
-            try context.client.fetch(bucket: bucket, key: key, range: range, into: buffer)
+            try context.client.fetch(bucket: bucket, key: key, objectSize: size, range: range, into: buffer)
             try dataFile.write(UnsafeRawBufferPointer(buffer), at: range.lowerBound)
             crc = blockChecksum(UnsafeRawBufferPointer(buffer))
             // Marked present only after its bytes are written: a crash in between just refetches it.

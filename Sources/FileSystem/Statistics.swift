@@ -42,6 +42,13 @@ public final class Statistics: TransferObserver, Sendable {
         public var evictions = 0
         public var evictedBytes = 0
         public var repairs = 0
+        public var sources: [SourceLine] = []
+    }
+
+    public struct SourceLine: Sendable {
+        public let name: String, attempts: Int, failures: Int
+        /// Nil while active.
+        public let demotedUntil: Double?
     }
 
     public static let recentErrorLimit = 20
@@ -49,9 +56,11 @@ public final class Statistics: TransferObserver, Sendable {
 
     private let state: Mutex<Snapshot>
     private let clock: @Sendable () -> Double
+    private let sources: SourcePool?
 
-    public init(sessionID: String? = nil, hostname: String? = nil,
+    public init(sessionID: String? = nil, hostname: String? = nil, sources: SourcePool? = nil,
                 clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+        self.sources = sources
         let start = clock()
         let id = sessionID ?? "\(Int(start))-\(getpid())"
         let host = hostname ?? ProcessInfo.processInfo.hostName
@@ -61,7 +70,11 @@ public final class Statistics: TransferObserver, Sendable {
 
     public func snapshot() -> Snapshot {
         let now = clock()
-        return state.withLock { var s = $0; s.now = now; return s }
+        let lines = sources?.snapshot().map { entry in
+            SourceLine(name: entry.source.description, attempts: entry.health.attempts, failures: entry.health.failures,
+                       demotedUntil: entry.health.demotedUntil > now ? entry.health.demotedUntil : nil)
+        } ?? []
+        return state.withLock { var s = $0; s.now = now; s.sources = lines; return s }
     }
 
     /// A line for the report's cache section (repairs, index recovery).
@@ -91,6 +104,10 @@ public final class Statistics: TransferObserver, Sendable {
     public func recordRepair(_ text: String) {
         state.withLock { $0.repairs += 1 }
         noteCacheEvent(text)
+    }
+
+    public func sourceDemoted(_ source: String, until: Double) {
+        noteCacheEvent("source \(source) failed 3 times in a row: demoted until \(Timestamp.iso(until))")
     }
 
     public func transferSucceeded(key: String, bytes: Int, seconds: Double, attempt: Int) {

@@ -51,6 +51,13 @@ public enum StatsReport {
 
             """
         for note in s.cacheNotes { out += note + "\n" }
+        if !s.sources.isEmpty {
+            out += "\nSources:\n"
+            for (i, source) in s.sources.enumerated() {
+                let state = source.demotedUntil.map { "demoted until \(Timestamp.iso($0))" } ?? "active"
+                out += "\(i + 1). \(source.name): \(source.attempts) attempts, \(source.failures) failures, \(state)\n"
+            }
+        }
         out += "\nRecent errors:\n"
         if s.recentErrors.isEmpty { out += "(none)\n" }
         for (i, e) in s.recentErrors.enumerated() {

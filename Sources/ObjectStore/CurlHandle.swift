@@ -27,17 +27,28 @@ final class ResponseSink {
     var skip = 0
     var body: [UInt8] = []
     var overflowed = false
+    /// The object's full size, from `Content-Range: bytes a-b/size`.
+    var totalSize: Int?
+    let bandwidth: BandwidthLimit?
     let expectsRange: Bool
     let rangeStart: Int
 
-    init(handle: UnsafeMutableRawPointer, target: UnsafeMutableRawBufferPointer?, rangeStart: Int) {
+    init(handle: UnsafeMutableRawPointer, target: UnsafeMutableRawBufferPointer?, rangeStart: Int, bandwidth: BandwidthLimit?) {
         self.handle = handle
+        self.bandwidth = bandwidth
         self.target = target
         self.expectsRange = target != nil
         self.rangeStart = rangeStart
     }
 
+    func header(_ line: UnsafeRawBufferPointer) {
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.lowercased().hasPrefix("content-range:"), let slash = text.lastIndex(of: "/") else { return }
+        totalSize = Int(text[text.index(after: slash)...].trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
     func accept(_ data: UnsafeRawBufferPointer) -> Bool {
+        bandwidth?.consume(data.count)
         if status == 0 {
             var code = 0
             _ = goesfs_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &code)
@@ -73,6 +84,12 @@ private let writeCallback: goesfs_curl_data_fn = { pointer, size, count, userdat
     return sink.accept(UnsafeRawBufferPointer(start: pointer, count: bytes)) ? bytes : 0
 }
 
+private let headerCallback: goesfs_curl_data_fn = { pointer, size, count, userdata in
+    let bytes = size * count
+    if let pointer { Unmanaged<ResponseSink>.fromOpaque(userdata!).takeUnretainedValue().header(UnsafeRawBufferPointer(start: pointer, count: bytes)) }
+    return bytes
+}
+
 /// The outcome of one HTTP exchange, before any retry decision.
 struct TransferOutcome {
     var curlCode: CURLcode
@@ -81,6 +98,7 @@ struct TransferOutcome {
     var received: Int
     var body: [UInt8]
     var overflowed: Bool
+    var totalSize: Int?
     var seconds: Double
 }
 
@@ -90,7 +108,10 @@ final class CurlHandle: @unchecked Sendable {
     private let handle: UnsafeMutableRawPointer
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
 
-    init() {
+    private let bandwidth: BandwidthLimit?
+
+    init(bandwidth: BandwidthLimit?) {
+        self.bandwidth = bandwidth
         CurlHandle.globalInit
         handle = curl_easy_init()!
     }
@@ -119,11 +140,13 @@ final class CurlHandle: @unchecked Sendable {
         if let range {
             _ = goesfs_curl_set_string(handle, CURLOPT_RANGE, "\(range.lowerBound)-\(range.upperBound - 1)")
         }
-        let sink = ResponseSink(handle: handle, target: target, rangeStart: range?.lowerBound ?? 0)
+        let sink = ResponseSink(handle: handle, target: target, rangeStart: range?.lowerBound ?? 0, bandwidth: bandwidth)
         let box = Unmanaged.passRetained(sink)
         defer { box.release() }
         _ = goesfs_curl_set_data_fn(handle, CURLOPT_WRITEFUNCTION, writeCallback)
         _ = goesfs_curl_set_pointer(handle, CURLOPT_WRITEDATA, box.toOpaque())
+        _ = goesfs_curl_set_data_fn(handle, CURLOPT_HEADERFUNCTION, headerCallback)
+        _ = goesfs_curl_set_pointer(handle, CURLOPT_HEADERDATA, box.toOpaque())
 
         let started = DispatchTime.now().uptimeNanoseconds
         let code = curl_easy_perform(handle)
@@ -136,16 +159,26 @@ final class CurlHandle: @unchecked Sendable {
         var message = String(cString: errorBuffer)
         if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
         return TransferOutcome(curlCode: code, curlMessage: message, status: sink.status, received: sink.received,
-                               body: sink.body, overflowed: sink.overflowed, seconds: seconds)
+                               body: sink.body, overflowed: sink.overflowed, totalSize: sink.totalSize, seconds: seconds)
     }
 }
 
-/// Hands out easy handles so that connections are reused across requests and threads.
+/// Hands out easy handles so that connections are reused across requests and threads, and caps
+/// how many requests (so connections) are open at once.
 final class CurlHandlePool: Sendable {
     private let idle = Mutex<[CurlHandle]>([])
+    private let slots: DispatchSemaphore
+    private let bandwidth: BandwidthLimit?
+
+    init(limit: Int, bandwidth: BandwidthLimit?) {
+        slots = DispatchSemaphore(value: max(1, limit))
+        self.bandwidth = bandwidth
+    }
 
     func withHandle<T>(_ body: (CurlHandle) -> T) -> T {
-        let handle = idle.withLock { $0.popLast() } ?? CurlHandle()
+        slots.wait()
+        defer { slots.signal() }
+        let handle = idle.withLock { $0.popLast() } ?? CurlHandle(bandwidth: bandwidth)
         defer { idle.withLock { $0.append(handle) } }
         return body(handle)
     }

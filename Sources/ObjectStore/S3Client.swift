@@ -1,23 +1,29 @@
 import CCurl
 import Foundation
 
-/// Reads listings and byte ranges from one source, applying the retry policy.
+/// Reads listings and byte ranges from the sources, applying the retry policy and failing over.
 ///
 /// Anonymous (unsigned) requests: the NOAA buckets are public. Every data request is reported to the
 /// observer, so statistics never need to know about HTTP.
 public final class S3Client: Sendable {
-    public let source: Source
+    public let sources: SourcePool
     public let retry: RetryPolicy
     public let timeouts: RequestTimeouts
     private let observer: any TransferObserver
-    private let handles = CurlHandlePool()
+    private let handles: CurlHandlePool
 
-    public init(source: Source, retry: RetryPolicy = RetryPolicy(), timeouts: RequestTimeouts = RequestTimeouts(),
-                observer: any TransferObserver = SilentObserver()) {
-        self.source = source
+    public init(sources: SourcePool, retry: RetryPolicy = RetryPolicy(), timeouts: RequestTimeouts = RequestTimeouts(),
+                maxConnections: Int = 16, bandwidth: BandwidthLimit? = nil, observer: any TransferObserver = SilentObserver()) {
+        self.sources = sources
         self.retry = retry
         self.timeouts = timeouts
         self.observer = observer
+        handles = CurlHandlePool(limit: maxConnections, bandwidth: bandwidth)
+    }
+
+    public convenience init(source: Source, retry: RetryPolicy = RetryPolicy(), timeouts: RequestTimeouts = RequestTimeouts(),
+                            observer: any TransferObserver = SilentObserver()) {
+        self.init(sources: SourcePool(sources: [source]), retry: retry, timeouts: timeouts, observer: observer)
     }
 
     /// Lists one level under `prefix` (all pages), with `/` as delimiter.
@@ -25,9 +31,10 @@ public final class S3Client: Sendable {
         var listing = Listing()
         var token: String?
         repeat {
-            var url = source.bucketURL(bucket) + "?list-type=2&delimiter=%2F&prefix=" + URLEncoding.query(prefix)
-            if let token { url += "&continuation-token=" + URLEncoding.query(token) }
-            let page = try withRetries(key: prefix.isEmpty ? bucket : prefix, kind: .listing) { _, timeouts throws(FetchError) in
+            var query = "?list-type=2&delimiter=%2F&prefix=" + URLEncoding.query(prefix)
+            if let token { query += "&continuation-token=" + URLEncoding.query(token) }
+            let page = try withRetries(key: prefix.isEmpty ? bucket : prefix, kind: .listing) { _, source, timeouts throws(FetchError) in
+                let url = source.bucketURL(bucket) + query
                 let outcome = handles.withHandle { $0.get(url: url, range: nil, target: nil, timeouts: timeouts) }
                 try S3Client.check(outcome)
                 return ListingPage(xml: String(decoding: outcome.body, as: UTF8.self))
@@ -39,17 +46,23 @@ public final class S3Client: Sendable {
         return listing
     }
 
-    /// Fetches `range` of an object into `buffer` (whose count equals the range length).
+    /// Fetches `range` of an object of `objectSize` bytes into `buffer` (whose count equals the range length).
     ///
-    /// A connection cut mid-body resumes from the last byte received, not from the start.
-    public func fetch(bucket: String, key: String, range: Range<Int>, into buffer: UnsafeMutableRawBufferPointer) throws(FetchError) {
+    /// A connection cut mid-body resumes from the last byte received, not from the start, possibly
+    /// from another source; a source whose copy has a different size is refused, so bytes of two
+    /// different objects are never mixed.
+    public func fetch(bucket: String, key: String, objectSize: Int, range: Range<Int>,
+                      into buffer: UnsafeMutableRawBufferPointer) throws(FetchError) {
         precondition(buffer.count == range.count)
-        let url = source.objectURL(bucket: bucket, key: key)
         var done = 0
-        try withRetries(key: key, kind: .data) { attempt, timeouts throws(FetchError) in
+        try withRetries(key: key, kind: .data) { attempt, source, timeouts throws(FetchError) in
+            let url = source.objectURL(bucket: bucket, key: key)
             let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
             let outcome = handles.withHandle {
                 $0.get(url: url, range: (range.lowerBound + done)..<range.upperBound, target: rest, timeouts: timeouts)
+            }
+            if let total = outcome.totalSize, total != objectSize {
+                throw FetchError(category: .server, message: "\(source) has a \(total)-byte copy, the listing says \(objectSize): refusing to mix them")
             }
             let before = done
             if (200..<300).contains(outcome.status) { done += outcome.received }
@@ -65,7 +78,7 @@ public final class S3Client: Sendable {
     /// Runs `attempt` until it succeeds, fails for good, or the policy gives up; reports each failure.
     /// Each attempt gets the timeouts cut to what is left of the deadline, so the whole stays bounded.
     private func withRetries<T>(key: String, kind: RequestKind,
-                                _ attempt: (Int, RequestTimeouts) throws(FetchError) -> T) throws(FetchError) -> T {
+                                _ attempt: (Int, Source, RequestTimeouts) throws(FetchError) -> T) throws(FetchError) -> T {
         let started = Date()
         var number = 1
         while true {
@@ -74,9 +87,17 @@ public final class S3Client: Sendable {
             let left = max(0.5, retry.deadline - Date().timeIntervalSince(started))
             bounded.totalSeconds = min(bounded.totalSeconds, left)
             bounded.connectSeconds = min(bounded.connectSeconds, left)
+            let sourceIndex = sources.pick()
             do {
-                return try attempt(number, bounded)
-            } catch {
+                let value = try attempt(number, sources.sources[sourceIndex], bounded)
+                sources.succeeded(sourceIndex)
+                return value
+            } catch let failure {
+                let error = FetchError(category: failure.category, message: "\(sources.sources[sourceIndex]): \(failure.message)",
+                                       httpStatus: failure.httpStatus)
+                if sources.failed(sourceIndex, category: error.category) {
+                    observer.sourceDemoted(sources.sources[sourceIndex].description, until: Date().timeIntervalSince1970 + sources.coolDown)
+                }
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - attemptStart) / 1e9
                 let elapsed = Date().timeIntervalSince(started)
                 let delay = retry.delay(afterAttempt: number)

@@ -8,11 +8,23 @@ public struct Source: Sendable, Hashable, CustomStringConvertible {
     }
 
     public let addressing: Addressing
+    /// How this source names the bucket that AWS calls `noaa-goesNN` (mirrors rename them).
+    public let bucketPrefix: String?
 
-    public init(addressing: Addressing) { self.addressing = addressing }
+    public init(addressing: Addressing, bucketPrefix: String? = nil) {
+        self.addressing = addressing
+        self.bucketPrefix = bucketPrefix
+    }
 
     /// The public NOAA buckets on AWS, read anonymously.
     public static let aws = Source(addressing: .virtualHosted)
+
+    /// Google Cloud's public mirror: same keys, buckets `gcp-public-data-goes-NN`, S3-style XML listings.
+    public static let googleCloud = Source(addressing: .pathStyle(base: "https://storage.googleapis.com"),
+                                           bucketPrefix: "gcp-public-data-goes-")
+
+    /// What a user gets without `--source`/`--endpoint`: AWS first, Google Cloud as the fallback.
+    public static let publicDefaults: [Source] = [.aws, .googleCloud]
 
     /// A path-style S3-compatible endpoint such as `http://127.0.0.1:9000`.
     public static func endpoint(_ base: String) -> Source {
@@ -22,9 +34,11 @@ public struct Source: Sendable, Hashable, CustomStringConvertible {
     }
 
     public func bucketURL(_ bucket: String) -> String {
+        var name = bucket
+        if let bucketPrefix, bucket.hasPrefix("noaa-goes") { name = bucketPrefix + bucket.dropFirst("noaa-goes".count) }
         switch addressing {
-        case .virtualHosted: return "https://\(bucket).s3.amazonaws.com"
-        case .pathStyle(let base): return "\(base)/\(bucket)"
+        case .virtualHosted: return "https://\(name).s3.amazonaws.com"
+        case .pathStyle(let base): return "\(base)/\(name)"
         }
     }
 
@@ -35,7 +49,7 @@ public struct Source: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch addressing {
         case .virtualHosted: return "https://<bucket>.s3.amazonaws.com"
-        case .pathStyle(let base): return base
+        case .pathStyle(let base): return bucketPrefix.map { "\(base)/\($0)NN" } ?? base
         }
     }
 }

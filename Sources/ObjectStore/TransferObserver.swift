@@ -7,6 +7,12 @@ public protocol TransferObserver: Sendable {
     func transferSucceeded(key: String, bytes: Int, seconds: Double, attempt: Int)
     /// One request failed; `retryDelay` is the backoff before the next attempt, nil when none follows.
     func transferFailed(kind: RequestKind, key: String, error: FetchError, seconds: Double, attempt: Int, maxAttempts: Int, retryDelay: Double?)
+    /// A source failed too often in a row and is skipped until `until` (seconds since the epoch).
+    func sourceDemoted(_ source: String, until: Double)
+}
+
+extension TransferObserver {
+    public func sourceDemoted(_ source: String, until: Double) {}
 }
 
 /// Records nothing; for tools that do not report.

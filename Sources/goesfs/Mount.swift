@@ -19,6 +19,18 @@ struct Mount: ParsableCommand {
     @Option(help: "An S3-compatible base URL, addressed path-style (default: the public AWS buckets; env GOESFS_ENDPOINT).")
     var endpoint: String?
 
+    @Option(name: .customLong("source"), help: "A source URL, path-style; repeat for fallbacks in order (default: AWS, then Google Cloud's mirror).")
+    var sources: [String] = []
+
+    @Option(help: "Seconds a source is skipped after failing 3 times in a row.")
+    var sourceCooldown: Double = 60
+
+    @Option(help: "Requests open at once, over all sources.")
+    var maxConnections: Int = 16
+
+    @Option(help: "Cap on download speed over all transfers, bytes per second (e.g. 10M).")
+    var maxBandwidth: String?
+
     @Option(help: "Where cached data and the index live (default: $XDG_CACHE_HOME/goesfs or ~/.cache/goesfs).")
     var cacheDir: String?
 
@@ -52,9 +64,13 @@ struct Mount: ParsableCommand {
             throw ValidationError("mountpoint \(mountpoint) does not exist or is not a directory")
         }
         _ = try buckets()
-        if let url = resolvedEndpoint, !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
-            throw ValidationError("--endpoint must be an http:// or https:// URL, not \(url)")
+        for url in sourceURLs where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
+            throw ValidationError("a source must be an http:// or https:// URL, not \(url)")
         }
+        if let maxBandwidth, ByteSize.parse(maxBandwidth) == nil {
+            throw ValidationError("--max-bandwidth must be a rate such as 10M (bytes per second), not '\(maxBandwidth)'")
+        }
+        guard maxConnections >= 1, sourceCooldown >= 0 else { throw ValidationError("--max-connections must be ≥ 1 and --source-cooldown ≥ 0") }
         if let cacheSize, ByteSize.parse(cacheSize) == nil {
             throw ValidationError("--cache-size must be a size such as 500M or 20G, not '\(cacheSize)'")
         }
@@ -72,7 +88,11 @@ struct Mount: ParsableCommand {
         }
     }
 
-    private var resolvedEndpoint: String? { endpoint ?? ProcessInfo.processInfo.environment["GOESFS_ENDPOINT"] }
+    /// `--source` URLs in order, else `--endpoint` (or its environment variable); empty means the public defaults.
+    private var sourceURLs: [String] {
+        if !sources.isEmpty { return sources }
+        return (endpoint ?? ProcessInfo.processInfo.environment["GOESFS_ENDPOINT"]).map { [$0] } ?? []
+    }
 
     private func buckets() throws -> [String] {
         try satellites.split(separator: ",").map { text in
@@ -116,9 +136,12 @@ struct Mount: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "goesfs")
-        let statistics = Statistics()
-        let source = resolvedEndpoint.map(Source.endpoint) ?? .aws
-        let client = S3Client(source: source, retry: RetryPolicy(maxAttempts: retries, deadline: readTimeout),
+        let pool = SourcePool(sources: sourceURLs.isEmpty ? Source.publicDefaults : sourceURLs.map(Source.endpoint),
+                              coolDown: sourceCooldown)
+        let statistics = Statistics(sources: pool)
+        let client = S3Client(sources: pool, retry: RetryPolicy(maxAttempts: retries, deadline: readTimeout),
+                              maxConnections: maxConnections,
+                              bandwidth: maxBandwidth.flatMap(ByteSize.parse).map(BandwidthLimit.init(bytesPerSecond:)),
                               observer: statistics)
         let lock: CacheLock
         do {
@@ -143,7 +166,7 @@ struct Mount: ParsableCommand {
         let session = MountSession(mountpoint: mountpoint, options: fuseOptions)
         do {
             try session.run(bridge: bridge) {
-                logger.info("mounted \(source) at \(mountpoint); cache in \(cacheDirectory)")
+                logger.info("mounted \(pool.sources.map(\.description).joined(separator: ", ")) at \(mountpoint); cache in \(cacheDirectory)")
                 Daemon.reportReady()
             }
         } catch {

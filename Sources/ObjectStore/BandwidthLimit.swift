@@ -1,0 +1,32 @@
+import Foundation
+import Synchronization
+
+/// A token bucket shared by every transfer: `--max-bandwidth`.
+///
+/// Receiving threads take tokens for the bytes they got and sleep when the bucket is empty, which
+/// slows the socket reads and so the sender (TCP flow control). The bucket holds at most a quarter
+/// second of tokens, so a pause never turns into a burst above the limit.
+public final class BandwidthLimit: Sendable {
+    public let bytesPerSecond: Double
+    private struct Bucket { var tokens: Double; var updated: Double }
+    private let bucket: Mutex<Bucket>
+
+    public init(bytesPerSecond: Int) {
+        self.bytesPerSecond = Double(max(1, bytesPerSecond))
+        bucket = Mutex(Bucket(tokens: 0, updated: BandwidthLimit.now()))
+    }
+
+    static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+    /// Takes `bytes` tokens, sleeping until the debt is paid.
+    func consume(_ bytes: Int) {
+        let wait = bucket.withLock { b -> Double in
+            let now = BandwidthLimit.now()
+            b.tokens = min(bytesPerSecond / 4, b.tokens + (now - b.updated) * bytesPerSecond)
+            b.updated = now
+            b.tokens -= Double(bytes)
+            return b.tokens < 0 ? -b.tokens / bytesPerSecond : 0
+        }
+        if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+    }
+}
