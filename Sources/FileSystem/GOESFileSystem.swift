@@ -70,7 +70,7 @@ public final class GOESFileSystem: Sendable {
     }
 
     public func attributes(_ path: MountPath) throws(FSError) -> NodeAttributes {
-        try namespace.attributes(path, statsSize: { renderStats().count })
+        try namespace.attributes(path, virtualSize: { render($0).count })
     }
 
     public func entries(_ path: MountPath) throws(FSError) -> [DirectoryEntry] {
@@ -79,8 +79,8 @@ public final class GOESFileSystem: Sendable {
 
     /// Opens a file for reading and returns a handle for `read` and `release`.
     public func open(_ path: MountPath) throws(FSError) -> UInt64 {
-        if path == [VirtualFile.stats.rawValue] {
-            return register(.snapshot(renderStats()))
+        if path.count == 1, let file = VirtualFile(rawValue: path[0]) {
+            return register(.snapshot(render(file)))
         }
         let ref = try namespace.object(at: path)
         let id = OpenObjects.id(bucket: ref.bucket, key: ref.object.key)
@@ -113,8 +113,12 @@ public final class GOESFileSystem: Sendable {
         }
     }
 
-    public func renderStats() -> [UInt8] {
-        Array(StatsReport.text(statistics.snapshot()).utf8)
+    /// A virtual file's content now: rendered once per open, so one reader sees one consistent snapshot.
+    func render(_ file: VirtualFile) -> [UInt8] {
+        switch file {
+        case .stats: return Array(StatsReport.text(statistics.snapshot()).utf8)
+        case .statsJSON: return Array(StatsJSON.render(statistics.snapshot()).utf8)
+        }
     }
 
     private func register(_ handle: OpenHandle) -> UInt64 {

@@ -17,12 +17,12 @@ struct Namespace: Sendable {
         let object: ListedObject
     }
 
-    func attributes(_ path: MountPath, statsSize: () -> Int) throws(FSError) -> NodeAttributes {
+    func attributes(_ path: MountPath, virtualSize: (VirtualFile) -> Int) throws(FSError) -> NodeAttributes {
         switch path.count {
         case 0: return directory(validSeconds: 3600)
         case 1:
-            if path[0] == VirtualFile.stats.rawValue {
-                return NodeAttributes(kind: .virtualFile, size: statsSize(), modified: Date().timeIntervalSince1970, validSeconds: 0)
+            if let file = VirtualFile(rawValue: path[0]) {
+                return NodeAttributes(kind: .virtualFile, size: virtualSize(file), modified: Date().timeIntervalSince1970, validSeconds: 0)
             }
             guard buckets.contains(path[0]) else { throw .notFound }
             return directory(validSeconds: 3600)
@@ -42,9 +42,9 @@ struct Namespace: Sendable {
 
     func entries(_ path: MountPath) throws(FSError) -> [DirectoryEntry] {
         if path.isEmpty {
-            return [DirectoryEntry(name: VirtualFile.stats.rawValue,
-                                   attributes: NodeAttributes(kind: .virtualFile, size: 0, modified: mountedAt, validSeconds: 0))]
-                + buckets.map { DirectoryEntry(name: $0, attributes: directory(validSeconds: 3600)) }
+            return VirtualFile.allCases.map {
+                DirectoryEntry(name: $0.rawValue, attributes: NodeAttributes(kind: .virtualFile, size: 0, modified: mountedAt, validSeconds: 0))
+            } + buckets.map { DirectoryEntry(name: $0, attributes: directory(validSeconds: 3600)) }
         }
         let entry = try listing(of: path)
         let valid = entry.expiresAt - entry.fetchedAt

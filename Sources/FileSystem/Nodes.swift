@@ -20,4 +20,5 @@ public struct DirectoryEntry: Sendable, Equatable {
 /// Files at the mount root that are made, not downloaded.
 enum VirtualFile: String, CaseIterable {
     case stats = ".stats"
+    case statsJSON = ".stats.json"
 }

@@ -131,7 +131,12 @@ final class OpenObject: Sendable {
         var failure: FSError?
         var crc: UInt32 = 0
         do {
-            try context.client.fetch(bucket: bucket, key: key, objectSize: size, range: range, into: buffer)
+            let statistics = context.statistics
+            let transfer = statistics.beginTransfer(key: key, bytes: range.count)
+            defer { statistics.endTransfer(transfer) }
+            try context.client.fetch(bucket: bucket, key: key, objectSize: size, range: range, into: buffer) { bytes in
+                statistics.transferProgress(transfer, bytes: bytes)
+            }
             try dataFile.write(UnsafeRawBufferPointer(buffer), at: range.lowerBound)
             crc = blockChecksum(UnsafeRawBufferPointer(buffer))
             // Marked present only after its bytes are written: a crash in between just refetches it.

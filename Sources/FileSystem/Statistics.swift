@@ -43,6 +43,23 @@ public final class Statistics: TransferObserver, Sendable {
         public var evictedBytes = 0
         public var repairs = 0
         public var sources: [SourceLine] = []
+        public var inFlight: [UInt64: InFlight] = [:]
+        var nextTransfer: UInt64 = 1
+    }
+
+    /// A download under way: how far it got and how fast it goes.
+    public struct InFlight: Sendable {
+        public let key: String
+        public let total: Int
+        public let started: Double
+        public var done = 0
+        /// Exponentially weighted bytes/s; nil until enough data arrived to mean something.
+        public var rate: Double?
+        var sampleStart: Double
+        var sampleBytes = 0
+
+        /// Seconds left at the smoothed rate, once there is one.
+        public var eta: Double? { rate.map { $0 > 0 ? Double(total - done) / $0 : .infinity } }
     }
 
     public struct SourceLine: Sendable {
@@ -104,6 +121,38 @@ public final class Statistics: TransferObserver, Sendable {
     public func recordRepair(_ text: String) {
         state.withLock { $0.repairs += 1 }
         noteCacheEvent(text)
+    }
+
+    public func beginTransfer(key: String, bytes: Int) -> UInt64 {
+        let now = clock()
+        return state.withLock { s in
+            let id = s.nextTransfer
+            s.nextTransfer += 1
+            s.inFlight[id] = InFlight(key: key, total: bytes, started: now, sampleStart: now)
+            return id
+        }
+    }
+
+    /// Folds arrivals into the smoothed rate in samples of at least 0.25 s (shorter ones are noise).
+    public func transferProgress(_ id: UInt64, bytes: Int) {
+        let now = clock()
+        state.withLock { s in
+            guard var t = s.inFlight[id] else { return }
+            t.done += bytes
+            t.sampleBytes += bytes
+            let span = now - t.sampleStart
+            if span >= 0.25 {
+                let sample = Double(t.sampleBytes) / span
+                t.rate = t.rate.map { 0.7 * $0 + 0.3 * sample } ?? sample
+                t.sampleStart = now
+                t.sampleBytes = 0
+            }
+            s.inFlight[id] = t
+        }
+    }
+
+    public func endTransfer(_ id: UInt64) {
+        _ = state.withLock { $0.inFlight.removeValue(forKey: id) }
     }
 
     public func sourceDemoted(_ source: String, until: Double) {

@@ -58,6 +58,13 @@ public enum StatsReport {
                 out += "\(i + 1). \(source.name): \(source.attempts) attempts, \(source.failures) failures, \(state)\n"
             }
         }
+        out += "\nIn progress:\n"
+        if s.inFlight.isEmpty { out += "(none)\n" }
+        for (i, t) in s.inFlight.values.sorted(by: { $0.started < $1.started }).enumerated() {
+            let speed = t.rate.map { String(format: "%.2f MB/s", $0 / 1_000_000) } ?? "estimating…"
+            let eta = t.eta.map { $0.isFinite ? String(format: "ETA %.1f s", $0) : "stalled" } ?? "ETA estimating…"
+            out += "\(i + 1). \(shortKey(t.key)): \(t.done) / \(t.total) bytes, \(speed), \(eta)\n"
+        }
         out += "\nRecent errors:\n"
         if s.recentErrors.isEmpty { out += "(none)\n" }
         for (i, e) in s.recentErrors.enumerated() {

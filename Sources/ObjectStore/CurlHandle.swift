@@ -30,6 +30,7 @@ final class ResponseSink {
     /// The object's full size, from `Content-Range: bytes a-b/size`.
     var totalSize: Int?
     let bandwidth: BandwidthLimit?
+    var progress: ((Int) -> Void)?
     let expectsRange: Bool
     let rangeStart: Int
 
@@ -70,6 +71,7 @@ final class ResponseSink {
         if n > 0 {
             UnsafeMutableRawBufferPointer(rebasing: target[received..<(received + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: chunk[..<n]))
             received += n
+            progress?(n)
         }
         // More than asked for (a server that ignored Range): stop the transfer, we have our bytes.
         if n < chunk.count { overflowed = true; return false }
@@ -124,7 +126,8 @@ final class CurlHandle: @unchecked Sendable {
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
     /// Performs a GET; with `target`, the body (of a 2xx answer) is written there.
-    func get(url: String, range: Range<Int>?, target: UnsafeMutableRawBufferPointer?, timeouts: RequestTimeouts) -> TransferOutcome {
+    func get(url: String, range: Range<Int>?, target: UnsafeMutableRawBufferPointer?, timeouts: RequestTimeouts,
+             progress: ((Int) -> Void)? = nil) -> TransferOutcome {
         curl_easy_reset(handle)
         errorBuffer[0] = 0
         _ = goesfs_curl_set_string(handle, CURLOPT_URL, url)
@@ -141,6 +144,7 @@ final class CurlHandle: @unchecked Sendable {
             _ = goesfs_curl_set_string(handle, CURLOPT_RANGE, "\(range.lowerBound)-\(range.upperBound - 1)")
         }
         let sink = ResponseSink(handle: handle, target: target, rangeStart: range?.lowerBound ?? 0, bandwidth: bandwidth)
+        sink.progress = progress
         let box = Unmanaged.passRetained(sink)
         defer { box.release() }
         _ = goesfs_curl_set_data_fn(handle, CURLOPT_WRITEFUNCTION, writeCallback)

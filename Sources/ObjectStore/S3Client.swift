@@ -51,15 +51,17 @@ public final class S3Client: Sendable {
     /// A connection cut mid-body resumes from the last byte received, not from the start, possibly
     /// from another source; a source whose copy has a different size is refused, so bytes of two
     /// different objects are never mixed.
+    /// `progress` is called on this thread with each chunk's byte count as it arrives.
     public func fetch(bucket: String, key: String, objectSize: Int, range: Range<Int>,
-                      into buffer: UnsafeMutableRawBufferPointer) throws(FetchError) {
+                      into buffer: UnsafeMutableRawBufferPointer, progress: ((Int) -> Void)? = nil) throws(FetchError) {
         precondition(buffer.count == range.count)
         var done = 0
         try withRetries(key: key, kind: .data) { attempt, source, timeouts throws(FetchError) in
             let url = source.objectURL(bucket: bucket, key: key)
             let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
             let outcome = handles.withHandle {
-                $0.get(url: url, range: (range.lowerBound + done)..<range.upperBound, target: rest, timeouts: timeouts)
+                $0.get(url: url, range: (range.lowerBound + done)..<range.upperBound, target: rest, timeouts: timeouts,
+                       progress: progress)
             }
             if let total = outcome.totalSize, total != objectSize {
                 throw FetchError(category: .server, message: "\(source) has a \(total)-byte copy, the listing says \(objectSize): refusing to mix them")

@@ -48,4 +48,36 @@ final class StatsReportTests: XCTestCase {
         XCTAssertEqual(snapshot.recentAttempts.count, 50)
         XCTAssertEqual(snapshot.recentAttempts.last?.key, "k69")
     }
+
+    func testJSONCarriesTheSameFigures() throws {
+        let clock = FakeClock()
+        let stats = Statistics(sessionID: "s-1", hostname: "h", clock: { clock.now })
+        stats.transferSucceeded(key: "a/b.nc", bytes: 1000, seconds: 0.5, attempt: 1)
+        stats.transferFailed(kind: .data, key: "a/c.nc", error: FetchError.http(status: 403, s3Code: nil),
+                             seconds: 0.1, attempt: 1, maxAttempts: 5, retryDelay: nil)
+        let json = try JSONSerialization.jsonObject(with: Data(StatsJSON.render(stats.snapshot()).utf8)) as! [String: Any]
+        let performance = json["performance"] as! [String: Any]
+        XCTAssertEqual(performance["total_attempts"] as? Int, 2)
+        XCTAssertEqual(performance["successful"] as? Int, 1)
+        XCTAssertEqual(performance["auth_errors"] as? Int, 1)
+        XCTAssertEqual((json["download"] as! [String: Any])["total_bytes"] as? Int, 1000)
+        XCTAssertEqual((json["session"] as! [String: Any])["id"] as? String, "s-1")
+        XCTAssertEqual((json["recent_errors"] as! [[String: Any]]).first?["category"] as? String, "auth")
+        XCTAssertEqual(json["schema_version"] as? Int, 1)
+    }
+
+    func testInProgressShowsAnETAOnlyOnceARateIsKnown() {
+        let clock = FakeClock()
+        let stats = Statistics(sessionID: "s", hostname: "h", clock: { clock.now })
+        let id = stats.beginTransfer(key: "ABI/x.nc", bytes: 1_000_000)
+        stats.transferProgress(id, bytes: 1000)
+        XCTAssertTrue(StatsReport.text(stats.snapshot()).contains("1. .../x.nc: 1000 / 1000000 bytes, estimating…, ETA estimating…\n"))
+        clock.now += 0.5
+        stats.transferProgress(id, bytes: 99_000)
+        // 100000 bytes in 0.5 s: 0.20 MB/s, 900000 bytes left: 4.5 s.
+        XCTAssertTrue(StatsReport.text(stats.snapshot()).contains("1. .../x.nc: 100000 / 1000000 bytes, 0.20 MB/s, ETA 4.5 s\n"),
+                      StatsReport.text(stats.snapshot()))
+        stats.endTransfer(id)
+        XCTAssertTrue(StatsReport.text(stats.snapshot()).contains("In progress:\n(none)\n"))
+    }
 }
