@@ -42,6 +42,9 @@ public final class FUSEBridge: Sendable {
         case .file, .virtualFile:
             st.st_mode = S_IFREG | 0o444
             st.st_nlink = 1
+        case .symlink:
+            st.st_mode = S_IFLNK | 0o777
+            st.st_nlink = 1
         }
         st.st_size = off_t(attributes.size)
         st.st_blocks = blkcnt_t((attributes.size + 511) / 512)

@@ -100,6 +100,36 @@ extension FUSEBridge {
             FUSEBridge.from(req).fileSystem.release(handle: fi!.pointee.fh)
             fuse_reply_err(req, 0)
         }
+        ops.readlink = { req, inode in
+            let bridge = FUSEBridge.from(req)
+            guard let path = bridge.inodes.path(of: inode) else { return bridge.replyError(req, FSError.notFound) }
+            do {
+                guard let target = try bridge.fileSystem.attributes(path).linkTarget else { fuse_reply_err(req, EINVAL); return }
+                _ = fuse_reply_readlink(req, target)
+            } catch {
+                bridge.replyError(req, error)
+            }
+        }
+        ops.listxattr = { req, inode, size in
+            let bridge = FUSEBridge.from(req)
+            guard let path = bridge.inodes.path(of: inode) else { return bridge.replyError(req, FSError.notFound) }
+            do {
+                let names = try bridge.fileSystem.extendedAttributes(path).keys.sorted()
+                bridge.replyXattr(req, bytes: names.flatMap { Array($0.utf8) + [0] }, size: size)
+            } catch {
+                bridge.replyError(req, error)
+            }
+        }
+        ops.getxattr = { req, inode, name, size in
+            let bridge = FUSEBridge.from(req)
+            guard let path = bridge.inodes.path(of: inode), let name else { return bridge.replyError(req, FSError.notFound) }
+            do {
+                guard let value = try bridge.fileSystem.extendedAttributes(path)[String(cString: name)] else { fuse_reply_err(req, ENODATA); return }
+                bridge.replyXattr(req, bytes: Array(value.utf8), size: size)
+            } catch {
+                bridge.replyError(req, error)
+            }
+        }
         ops.statfs = { req, _ in
             var st = statvfs()
             st.f_bsize = UInt(FUSEBridge.maxTransfer)
@@ -124,6 +154,13 @@ extension FUSEBridge {
         return ops
     }
 
+    /// The xattr protocol: size 0 asks for the length, otherwise the bytes (ERANGE if they do not fit).
+    func replyXattr(_ req: fuse_req_t?, bytes: [UInt8], size: Int) {
+        if size == 0 { fuse_reply_xattr(req, bytes.count) }
+        else if bytes.count > size { fuse_reply_err(req, ERANGE) }
+        else { bytes.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) } }
+    }
+
     func readDirectory(_ req: fuse_req_t?, inode: UInt64, size: Int, offset: Int, handle: UInt64) {
         guard let entries = directories.withLock({ $0[handle] }) else { return replyError(req, FSError.io("bad directory handle")) }
         var buffer = [CChar](repeating: 0, count: size)
@@ -139,7 +176,11 @@ extension FUSEBridge {
             } else {
                 let entry = entries[index - 2]
                 name = entry.name
-                st.st_mode = entry.attributes.kind == .directory ? S_IFDIR : S_IFREG
+                switch entry.attributes.kind {
+                case .directory: st.st_mode = S_IFDIR
+                case .symlink: st.st_mode = S_IFLNK
+                case .file, .virtualFile: st.st_mode = S_IFREG
+                }
             }
             st.st_ino = UInt.max // unknown here; the kernel looks names up before using them
             let needed = buffer.withUnsafeMutableBufferPointer { b in

@@ -1,5 +1,6 @@
 import BlockCache
 import Foundation
+import GOESCatalog
 import Logging
 import ObjectStore
 import Synchronization
@@ -60,9 +61,12 @@ public final class GOESFileSystem: Sendable {
         context = ReadContext(client: client, index: index, pool: DownloadPool(threads: configuration.downloadThreads),
                               statistics: statistics, budget: budget, logger: logger,
                               cacheDirectory: configuration.cacheDirectory, blockSize: CacheIndex.blockSize)
-        namespace = Namespace(buckets: configuration.buckets,
-                              listings: ListingCache(client: client, index: index, logger: logger),
-                              mountedAt: Date().timeIntervalSince1970)
+        let listings = ListingCache(client: client, index: index, logger: logger)
+        let now = Date().timeIntervalSince1970
+        namespace = Namespace(
+            mirror: MirrorView(buckets: configuration.buckets, listings: listings, mountedAt: now),
+            friendly: FriendlyView(satellites: configuration.buckets.compactMap(Satellite.init(parsing:)), listings: listings, mountedAt: now),
+            mountedAt: now)
         if let note = index.recoveredFromCorruption {
             logger.warning("\(note)")
             statistics.noteCacheEvent(note)
@@ -75,6 +79,10 @@ public final class GOESFileSystem: Sendable {
 
     public func entries(_ path: MountPath) throws(FSError) -> [DirectoryEntry] {
         try namespace.entries(path)
+    }
+
+    public func extendedAttributes(_ path: MountPath) throws(FSError) -> [String: String] {
+        try namespace.extendedAttributes(path)
     }
 
     /// Opens a file for reading and returns a handle for `read` and `release`.

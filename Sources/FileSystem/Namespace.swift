@@ -1,95 +1,54 @@
 import Foundation
 import GOESCatalog
-import ObjectStore
 
-/// The mirror view: root → one folder per bucket → the bucket's own folders and objects, 1:1.
-///
-/// Resolves names to attributes from listings of the parent folder; never one request per file.
+/// The whole tree: virtual files at the root, the mirror view (`noaa-goesNN/…`) and the friendly
+/// view (`goesNN/…`). Routes each path to the view that owns its first component.
 struct Namespace: Sendable {
-    let buckets: [String]
-    let listings: ListingCache
-    /// Folders have no time of their own in S3; they show when the mount started.
+    let mirror: MirrorView
+    let friendly: FriendlyView
     let mountedAt: Double
 
-    /// The object behind a file path, with what the listing says of it.
-    struct ObjectRef: Sendable {
-        let bucket: String
-        let object: ListedObject
-    }
-
     func attributes(_ path: MountPath, virtualSize: (VirtualFile) -> Int) throws(FSError) -> NodeAttributes {
-        switch path.count {
-        case 0: return directory(validSeconds: 3600)
-        case 1:
-            if let file = VirtualFile(rawValue: path[0]) {
-                return NodeAttributes(kind: .virtualFile, size: virtualSize(file), modified: Date().timeIntervalSince1970, validSeconds: 0)
-            }
-            guard buckets.contains(path[0]) else { throw .notFound }
-            return directory(validSeconds: 3600)
-        default:
-            let parent = try listing(of: Array(path.dropLast()))
-            let name = path.last!
-            let prefix = Namespace.prefix(of: Array(path.dropLast()))
-            if parent.listing.commonPrefixes.contains(prefix + name + "/") {
-                return directory(validSeconds: parent.expiresAt - parent.fetchedAt)
-            }
-            if let object = parent.listing.objects.first(where: { $0.key == prefix + name }) {
-                return fileAttributes(object, validSeconds: parent.expiresAt - parent.fetchedAt)
-            }
-            throw .notFound
+        guard let first = path.first else { return mirror.directory(validSeconds: 3600) }
+        if path.count == 1, let file = VirtualFile(rawValue: first) {
+            return NodeAttributes(kind: .virtualFile, size: virtualSize(file), modified: Date().timeIntervalSince1970, validSeconds: 0)
         }
+        return friendly.owns(first) ? try friendly.attributes(path) : try mirror.attributes(path)
     }
 
     func entries(_ path: MountPath) throws(FSError) -> [DirectoryEntry] {
-        if path.isEmpty {
+        guard let first = path.first else {
             return VirtualFile.allCases.map {
                 DirectoryEntry(name: $0.rawValue, attributes: NodeAttributes(kind: .virtualFile, size: 0, modified: mountedAt, validSeconds: 0))
-            } + buckets.map { DirectoryEntry(name: $0, attributes: directory(validSeconds: 3600)) }
+            } + mirror.buckets.map { DirectoryEntry(name: $0, attributes: mirror.directory(validSeconds: 3600)) }
+              + friendly.satellites.map { DirectoryEntry(name: FriendlyView.folderName($0), attributes: mirror.directory(validSeconds: 3600)) }
         }
-        let entry = try listing(of: path)
-        let valid = entry.expiresAt - entry.fetchedAt
-        let prefix = Namespace.prefix(of: path)
-        var result: [DirectoryEntry] = []
-        for sub in entry.listing.commonPrefixes {
-            let name = sub.dropFirst(prefix.count).dropLast()
-            if !name.isEmpty && !name.contains("/") { result.append(DirectoryEntry(name: String(name), attributes: directory(validSeconds: valid))) }
-        }
-        for object in entry.listing.objects {
-            let name = object.key.dropFirst(prefix.count)
-            // A key ending in "/" is a folder marker, and "." or ".." cannot be names.
-            guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else { continue }
-            result.append(DirectoryEntry(name: String(name), attributes: fileAttributes(object, validSeconds: valid)))
-        }
-        return result
+        return friendly.owns(first) ? try friendly.entries(path) : try mirror.entries(path)
     }
 
+    /// The object a regular file of the mirror view is.
     func object(at path: MountPath) throws(FSError) -> ObjectRef {
-        guard path.count >= 2 else { throw path.isEmpty ? .isDirectory : .notFound }
-        let parent = try listing(of: Array(path.dropLast()))
-        let key = Namespace.prefix(of: Array(path.dropLast())) + path.last!
-        guard let object = parent.listing.objects.first(where: { $0.key == key }) else {
-            throw parent.listing.commonPrefixes.contains(key + "/") ? .isDirectory : .notFound
+        try mirror.object(at: path)
+    }
+
+    /// `user.goes.*` extended attributes of a mirror file. (Linux refuses user attributes on
+    /// symlinks, so friendly links show them through the file they point to.)
+    func extendedAttributes(_ path: MountPath) throws(FSError) -> [String: String] {
+        guard let first = path.first, !friendly.owns(first), !(path.count == 1 && VirtualFile(rawValue: first) != nil) else { return [:] }
+        let ref: ObjectRef
+        do {
+            ref = try mirror.object(at: path)
+        } catch .isDirectory {
+            return [:]
         }
-        return ObjectRef(bucket: path[0], object: object)
-    }
-
-    /// The listing of a folder path (bucket + prefix).
-    private func listing(of path: MountPath) throws(FSError) -> ListingCache.Entry {
-        guard let bucket = path.first, buckets.contains(bucket) else { throw .notFound }
-        return try listings.listing(bucket: bucket, prefix: Namespace.prefix(of: path))
-    }
-
-    /// `["noaa-goes16", "ABI-L1b-RadC", "2023"]` → `ABI-L1b-RadC/2023/`.
-    static func prefix(of path: MountPath) -> String {
-        path.dropFirst().map { $0 + "/" }.joined()
-    }
-
-    private func directory(validSeconds: Double) -> NodeAttributes {
-        NodeAttributes(kind: .directory, size: 0, modified: mountedAt, validSeconds: validSeconds)
-    }
-
-    private func fileAttributes(_ object: ListedObject, validSeconds: Double) -> NodeAttributes {
-        let modified = ObjectKey(object.key).objectName?.start.secondsSinceEpoch ?? object.lastModified
-        return NodeAttributes(kind: .file, size: object.size, modified: modified, validSeconds: validSeconds)
+        var attributes = ["user.goes.key": ref.object.key, "user.goes.bucket": ref.bucket, "user.goes.etag": ref.object.etag]
+        if let name = ObjectKey(ref.object.key).objectName {
+            attributes["user.goes.start"] = name.start.description
+            attributes["user.goes.end"] = name.end.description
+            attributes["user.goes.created"] = name.created.description
+            attributes["user.goes.platform"] = name.platformID
+            if let band = name.band { attributes["user.goes.band"] = String(format: "C%02d", band) }
+        }
+        return attributes
     }
 }

@@ -3,13 +3,15 @@ public typealias MountPath = [String]
 
 /// What a name in the mount is, and how long the kernel may trust that answer.
 public struct NodeAttributes: Sendable, Equatable {
-    public enum Kind: Sendable, Equatable { case directory, file, virtualFile }
+    public enum Kind: Sendable, Equatable { case directory, file, virtualFile, symlink }
     public let kind: Kind
     public let size: Int
     /// Seconds since the epoch: the scan start for GOES files.
     public let modified: Double
     /// How long the kernel may cache this entry and its attributes.
     public let validSeconds: Double
+    /// For symlinks: the relative path they point to.
+    public var linkTarget: String? = nil
 }
 
 public struct DirectoryEntry: Sendable, Equatable {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A UTC instant as GOES file names write it: year, day of year, hour, minute, second and tenths.
 ///
 /// Kept as integers (no Foundation calendar) so parsing and comparing cost nothing and never
@@ -61,4 +63,59 @@ public struct ScanTime: Hashable, Comparable, Sendable, CustomStringConvertible 
         func p(_ v: Int, _ w: Int) -> String { String(repeating: "0", count: max(0, w - String(v).count)) + String(v) }
         return "\(p(year, 4))-\(p(m, 2))-\(p(d, 2))T\(p(hour, 2)):\(p(minute, 2)):\(p(second, 2)).\(tenths)Z"
     }
+}
+
+extension ScanTime {
+    /// Day of year for a calendar date, or nil if the date does not exist.
+    public static func dayOfYear(year: Int, month: Int, day: Int) -> Int? {
+        let lengths = [31, isLeap(year) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        guard (1...12).contains(month), (1...lengths[month - 1]).contains(day) else { return nil }
+        return lengths[0..<(month - 1)].reduce(0, +) + day
+    }
+
+    /// The UTC instant `seconds` after the epoch (tenths kept, finer parts dropped).
+    public init?(secondsSinceEpoch seconds: Double) {
+        guard seconds >= 0 else { return nil }
+        var remaining = Int(seconds)
+        let tenths = Int((seconds - Double(remaining)) * 10)
+        var year = 1970
+        while remaining >= ScanTime.daysInYear(year) * 86400 {
+            remaining -= ScanTime.daysInYear(year) * 86400
+            year += 1
+        }
+        self.init(year: year, dayOfYear: remaining / 86400 + 1, hour: remaining % 86400 / 3600,
+                  minute: remaining % 3600 / 60, second: remaining % 60, tenths: tenths)
+    }
+
+    /// `YYYY-MM-DD`, the friendly view's day folder.
+    public var calendarDate: String {
+        let (m, d) = monthAndDay
+        return String(format: "%04d-%02d-%02d", year, m, d)
+    }
+}
+
+/// A calendar day as the friendly view names it, `2023-03-07`.
+public struct CalendarDay: Hashable, Comparable, Sendable {
+    public let year: Int
+    public let dayOfYear: Int
+
+    public init?(year: Int, dayOfYear: Int) {
+        guard ScanTime(year: year, dayOfYear: dayOfYear, hour: 0, minute: 0, second: 0) != nil else { return nil }
+        self.year = year
+        self.dayOfYear = dayOfYear
+    }
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "-")
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+              let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
+              let doy = ScanTime.dayOfYear(year: y, month: m, day: d) else { return nil }
+        self.init(year: y, dayOfYear: doy)
+    }
+
+    public var name: String { ScanTime(year: year, dayOfYear: dayOfYear, hour: 0, minute: 0, second: 0)!.calendarDate }
+    /// The bucket's folders for this day: `2023/066`.
+    public var keyPath: String { String(format: "%04d/%03d", year, dayOfYear) }
+
+    public static func < (a: CalendarDay, b: CalendarDay) -> Bool { (a.year, a.dayOfYear) < (b.year, b.dayOfYear) }
 }

@@ -75,9 +75,9 @@ def path_of(mount, obj) -> Path:
 
 def test_root_lists_stats_and_configured_buckets(mount):
     names = run("ls", "-1A", str(mount.path)).stdout.decode().split()
-    assert {".stats", *MOUNTED} <= set(names)
-    # .stats.json is the machine-readable twin described in STATS-FORMAT.md.
-    assert set(names) - {".stats", ".stats.json", *MOUNTED} == set()
+    # The mirror (noaa-goesNN) and friendly (goesNN) view of each mounted satellite, and the reports.
+    friendly = {b.replace("noaa-", "") for b in MOUNTED}
+    assert set(names) == {".stats", ".stats.json", *MOUNTED, *friendly}
 
 
 @pytest.mark.parametrize("bucket,prefix", directories())

@@ -1,0 +1,283 @@
+import Foundation
+import GOESCatalog
+import ObjectStore
+
+/// The friendly view: `/goes16/<product><sector>/<band>/<YYYY-MM-DD>/<HH>/<HHMM>.nc`.
+///
+/// Every leaf is a relative symlink to the object in the mirror view, so original names stay one
+/// `readlink` away. Folders come from the same hour listings as the mirror: one request per hour,
+/// never one per file. Also `latest.nc` (band and day folders) and the unlisted `at/<time>.nc`.
+/// Paths here start with the satellite folder (`goes16`).
+struct FriendlyView: Sendable {
+    let satellites: [Satellite]
+    let listings: ListingCache
+    let mountedAt: Double
+
+    /// How long `latest.nc` is trusted before it is resolved again.
+    static let latestSeconds = 10.0
+    static let latestName = "latest.nc"
+    static let nearestFolder = "at"
+
+    static func folderName(_ satellite: Satellite) -> String { "goes\(satellite.number)" }
+
+    /// A friendly product folder and the bucket folder behind it.
+    struct Product: Sendable, Equatable {
+        /// The bucket's folder, e.g. `ABI-L1b-RadM`.
+        let folder: String
+        /// The friendly name, e.g. `RadM1`.
+        let name: String
+        /// Only scans of this sector (M1/M2 share the `…M` folder).
+        let sector: String?
+        let hasBands: Bool
+    }
+
+    /// A series of scans: what a band folder (or a band-less product folder) holds.
+    struct Series: Sendable {
+        let satellite: Satellite
+        let product: Product
+        let band: Int?
+        /// The path of the series folder, e.g. `["goes16", "RadC", "C13"]`.
+        let path: MountPath
+    }
+
+    struct Scan: Sendable {
+        let name: ObjectName
+        let object: ListedObject
+        let leaf: String
+    }
+
+    func owns(_ first: String) -> Bool { satellite(first) != nil }
+
+    private func satellite(_ folder: String) -> Satellite? {
+        satellites.first { FriendlyView.folderName($0) == folder }
+    }
+
+    // MARK: Resolving paths
+
+    private enum Node {
+        case directory(validSeconds: Double)
+        case link(Scan, validSeconds: Double)
+    }
+
+    func attributes(_ path: MountPath) throws(FSError) -> NodeAttributes {
+        switch try node(path) {
+        case .directory(let valid):
+            return NodeAttributes(kind: .directory, size: 0, modified: mountedAt, validSeconds: valid)
+        case .link(let scan, let valid):
+            return linkAttributes(scan, at: path, validSeconds: valid)
+        }
+    }
+
+    private func node(_ path: MountPath) throws(FSError) -> Node {
+        guard let satellite = path.first.flatMap(satellite) else { throw .notFound }
+        if path.count == 1 { return .directory(validSeconds: 3600) }
+        guard let product = try products(satellite).first(where: { $0.name == path[1] }) else { throw .notFound }
+        var depth = 2
+        var band: Int?
+        if product.hasBands {
+            if path.count == 2 { return .directory(validSeconds: 3600) }
+            guard path[2].count == 3, path[2].hasPrefix("C"), let b = Int(path[2].dropFirst()), (1...16).contains(b) else { throw .notFound }
+            band = b
+            depth = 3
+        }
+        let series = Series(satellite: satellite, product: product, band: band, path: Array(path.prefix(depth)))
+        let rest = Array(path.dropFirst(depth))
+        switch rest.count {
+        case 0:
+            return .directory(validSeconds: 60)
+        case 1 where rest[0] == FriendlyView.latestName:
+            return .link(try latest(series, within: nil), validSeconds: FriendlyView.latestSeconds)
+        case 1 where rest[0] == FriendlyView.nearestFolder:
+            return .directory(validSeconds: 3600)
+        case 2 where rest[0] == FriendlyView.nearestFolder:
+            return .link(try nearest(series, request: rest[1]), validSeconds: FriendlyView.latestSeconds)
+        default:
+            guard let day = CalendarDay(rest[0]) else { throw .notFound }
+            if rest.count == 1 { return .directory(validSeconds: 60) }
+            if rest.count == 2 && rest[1] == FriendlyView.latestName {
+                return .link(try latest(series, within: day), validSeconds: FriendlyView.latestSeconds)
+            }
+            guard rest[1].count == 2, let hour = Int(rest[1]), (0...23).contains(hour) else { throw .notFound }
+            let hourListing = try scans(series, day: day, hour: hour)
+            if rest.count == 2 { return .directory(validSeconds: hourListing.validSeconds) }
+            guard rest.count == 3, let scan = hourListing.scans.first(where: { $0.leaf == rest[2] }) else { throw .notFound }
+            return .link(scan, validSeconds: hourListing.validSeconds)
+        }
+    }
+
+    func entries(_ path: MountPath) throws(FSError) -> [DirectoryEntry] {
+        guard let satellite = path.first.flatMap(satellite) else { throw .notFound }
+        let products = try products(satellite)
+        if path.count == 1 { return products.map { directoryEntry($0.name, validSeconds: 3600) } }
+        guard let product = products.first(where: { $0.name == path[1] }) else { throw .notFound }
+        if product.hasBands && path.count == 2 {
+            return (1...16).map { directoryEntry(String(format: "C%02d", $0), validSeconds: 3600) }
+        }
+        let depth = product.hasBands ? 3 : 2
+        guard case .directory = try node(path) else { throw .notDirectory }
+        let band = product.hasBands ? Int(path[2].dropFirst()) : nil
+        let series = Series(satellite: satellite, product: product, band: band, path: Array(path.prefix(depth)))
+        let rest = Array(path.dropFirst(depth))
+        switch rest.count {
+        case 0:
+            var result = try days(series).map { directoryEntry($0.name, validSeconds: 60) }
+            if let latest = try? latest(series, within: nil) {
+                result.append(DirectoryEntry(name: FriendlyView.latestName,
+                                             attributes: linkAttributes(latest, at: path + [FriendlyView.latestName], validSeconds: FriendlyView.latestSeconds)))
+            }
+            return result
+        case 1 where rest[0] == FriendlyView.nearestFolder:
+            return []
+        case 1:
+            let day = CalendarDay(rest[0])!
+            let prefix = "\(product.folder)/\(day.keyPath)/"
+            let hours = try listings.listing(bucket: satellite.bucket, prefix: prefix).listing.commonPrefixes
+                .compactMap { Int($0.dropFirst(prefix.count).dropLast()) }.filter { (0...23).contains($0) }.sorted()
+            var result = hours.map { directoryEntry(String(format: "%02d", $0), validSeconds: 60) }
+            if let latest = try? latest(series, within: day) {
+                result.append(DirectoryEntry(name: FriendlyView.latestName,
+                                             attributes: linkAttributes(latest, at: path + [FriendlyView.latestName], validSeconds: FriendlyView.latestSeconds)))
+            }
+            return result
+        default:
+            let hourListing = try scans(series, day: CalendarDay(rest[0])!, hour: Int(rest[1])!)
+            return hourListing.scans.map { scan in
+                DirectoryEntry(name: scan.leaf, attributes: linkAttributes(scan, at: path + [scan.leaf], validSeconds: hourListing.validSeconds))
+            }
+        }
+    }
+
+    // MARK: Products, days, scans
+
+    /// Product folders of a satellite's bucket, from its root listing; Meso folders split into M1 and M2.
+    func products(_ satellite: Satellite) throws(FSError) -> [Product] {
+        let folders = try listings.listing(bucket: satellite.bucket, prefix: "").listing.commonPrefixes.map { String($0.dropLast()) }
+        var result: [Product] = []
+        for folder in folders {
+            let parts = folder.split(separator: "-")
+            // Product folders look like ABI-L1b-RadC or GLM-L2-LCFA; anything else is not data.
+            guard parts.count >= 3, let last = parts.last else { continue }
+            let name = String(last)
+            let bands = folder.hasPrefix("ABI-") && (name.hasPrefix("Rad") || name.hasPrefix("CMIP"))
+            if folder.hasPrefix("ABI-") && name.hasSuffix("M") {
+                for meso in ["M1", "M2"] {
+                    result.append(Product(folder: folder, name: String(name.dropLast()) + meso, sector: meso, hasBands: bands))
+                }
+            } else {
+                result.append(Product(folder: folder, name: name, sector: nil, hasBands: bands))
+            }
+        }
+        return result
+    }
+
+    private func days(_ series: Series) throws(FSError) -> [CalendarDay] {
+        let bucket = series.satellite.bucket, folder = series.product.folder
+        var days: [CalendarDay] = []
+        for year in try listings.listing(bucket: bucket, prefix: folder + "/").listing.commonPrefixes.compactMap({ Int($0.dropFirst(folder.count + 1).dropLast()) }) {
+            let prefix = "\(folder)/\(String(format: "%04d", year))/"
+            for day in try listings.listing(bucket: bucket, prefix: prefix).listing.commonPrefixes {
+                if let doy = Int(day.dropFirst(prefix.count).dropLast()), let d = CalendarDay(year: year, dayOfYear: doy) { days.append(d) }
+            }
+        }
+        return days.sorted()
+    }
+
+    /// The scans of a series in one hour, one per leaf name (the latest creation wins a shared slot).
+    /// A missing hour is simply empty.
+    private func scans(_ series: Series, day: CalendarDay, hour: Int) throws(FSError) -> (scans: [Scan], validSeconds: Double) {
+        let prefix = "\(series.product.folder)/\(day.keyPath)/\(String(format: "%02d", hour))/"
+        let entry: ListingCache.Entry
+        do {
+            entry = try listings.listing(bucket: series.satellite.bucket, prefix: prefix)
+        } catch .notFound {
+            return ([], 60)
+        }
+        var bySlot: [String: Scan] = [:]
+        let seconds = series.product.sector?.hasPrefix("M") == true || series.product.folder.hasPrefix("GLM")
+        for object in entry.listing.objects {
+            guard let name = ObjectKey(object.key).objectName,
+                  name.sector == (series.product.sector ?? name.sector), name.band == series.band else { continue }
+            let leaf = seconds ? String(format: "%02d%02d%02d.nc", name.start.hour, name.start.minute, name.start.second)
+                               : String(format: "%02d%02d.nc", name.start.hour, name.start.minute)
+            if let other = bySlot[leaf], other.name.created >= name.created { continue }
+            bySlot[leaf] = Scan(name: name, object: object, leaf: leaf)
+        }
+        return (bySlot.values.sorted { $0.name.start < $1.name.start }, entry.expiresAt - entry.fetchedAt)
+    }
+
+    /// The newest scan of a series (within one day if given), walking back over empty or missing
+    /// hours — the current hour often does not exist yet.
+    private func latest(_ series: Series, within day: CalendarDay?) throws(FSError) -> Scan {
+        var candidates: [CalendarDay]
+        if let day { candidates = [day] } else { candidates = Array(try days(series).suffix(3).reversed()) }
+        for candidate in candidates {
+            let prefix = "\(series.product.folder)/\(candidate.keyPath)/"
+            let hours = try listings.listing(bucket: series.satellite.bucket, prefix: prefix).listing.commonPrefixes
+                .compactMap { Int($0.dropFirst(prefix.count).dropLast()) }.sorted(by: >)
+            for hour in hours.prefix(24) {
+                if let newest = try scans(series, day: candidate, hour: hour).scans.last { return newest }
+            }
+        }
+        throw .notFound
+    }
+
+    /// `2023-03-07T14:23Z.nc`, `…T14:23:10Z.nc`, with an optional tolerance `~10m`, `~90s`, `~2h`
+    /// (default one hour): the scan whose start is nearest, searching neighbouring hours too.
+    private func nearest(_ series: Series, request: String) throws(FSError) -> Scan {
+        guard request.hasSuffix(".nc") else { throw .notFound }
+        let parts = request.dropLast(3).split(separator: "~", maxSplits: 1)
+        guard let target = FriendlyView.parseInstant(String(parts[0])) else { throw .notFound }
+        var tolerance = 3600.0
+        if parts.count == 2 {
+            guard let t = FriendlyView.parseDuration(String(parts[1])) else { throw .notFound }
+            tolerance = t
+        }
+        let span = Int((tolerance / 3600).rounded(.up))
+        var best: Scan?
+        for offset in -span...span {
+            guard let time = ScanTime(secondsSinceEpoch: target + Double(offset * 3600)),
+                  let day = CalendarDay(year: time.year, dayOfYear: time.dayOfYear) else { continue }
+            for scan in try scans(series, day: day, hour: time.hour).scans {
+                let distance = abs(scan.name.start.secondsSinceEpoch - target)
+                guard distance <= tolerance else { continue }
+                if let current = best {
+                    let currentDistance = abs(current.name.start.secondsSinceEpoch - target)
+                    if distance > currentDistance || (distance == currentDistance && scan.name.created <= current.name.created) { continue }
+                }
+                best = scan
+            }
+        }
+        guard let best else { throw .notFound }
+        return best
+    }
+
+    static func parseInstant(_ text: String) -> Double? {
+        // YYYY-MM-DDTHH:MM[:SS]Z
+        guard text.hasSuffix("Z"), let t = text.firstIndex(of: "T"), let day = CalendarDay(String(text[..<t])) else { return nil }
+        let clock = text[text.index(after: t)..<text.index(before: text.endIndex)].split(separator: ":")
+        guard (2...3).contains(clock.count), let h = Int(clock[0]), let m = Int(clock[1]) else { return nil }
+        let s = clock.count == 3 ? Int(clock[2]) : 0
+        guard let s, let time = ScanTime(year: day.year, dayOfYear: day.dayOfYear, hour: h, minute: m, second: s) else { return nil }
+        return time.secondsSinceEpoch
+    }
+
+    static func parseDuration(_ text: String) -> Double? {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
+        guard let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()), value >= 0 else { return nil }
+        return value * unit
+    }
+
+    // MARK: Attributes
+
+    private func directoryEntry(_ name: String, validSeconds: Double) -> DirectoryEntry {
+        DirectoryEntry(name: name, attributes: NodeAttributes(kind: .directory, size: 0, modified: mountedAt, validSeconds: validSeconds))
+    }
+
+    /// A relative link from `path`'s folder up to the root and down into the mirror view.
+    private func linkAttributes(_ scan: Scan, at path: MountPath, validSeconds: Double) -> NodeAttributes {
+        let bucket = satellite(path[0])!.bucket
+        let target = String(repeating: "../", count: path.count - 1) + bucket + "/" + scan.object.key
+        return NodeAttributes(kind: .symlink, size: target.utf8.count, modified: scan.name.start.secondsSinceEpoch,
+                              validSeconds: validSeconds, linkTarget: target)
+    }
+}
