@@ -46,7 +46,46 @@ struct FriendlyView: Sendable {
         let leaf: String
     }
 
-    func owns(_ first: String) -> Bool { satellite(first) != nil }
+    /// The top-level folders of the view: one per satellite, and the aliases that apply.
+    var folderNames: [String] {
+        satellites.map(FriendlyView.folderName) + OrbitSlot.allCases.compactMap { slot($0.rawValue)?.rawValue }
+    }
+
+    func owns(_ first: String) -> Bool { satellite(first) != nil || slot(first) != nil }
+
+    /// `goes-east`/`goes-west`, when one of its satellites is mounted.
+    private func slot(_ folder: String) -> OrbitSlot? {
+        OrbitSlot(rawValue: folder).flatMap { slot in slot.satellites.contains(where: satellites.contains) ? slot : nil }
+    }
+
+    /// Rewrites an alias path to the satellite that was operational at the date it names; undated
+    /// levels show the newest mounted satellite of the slot.
+    private func resolvingAlias(_ path: MountPath) -> MountPath {
+        guard let first = path.first, let slot = slot(first) else { return path }
+        var day: CalendarDay?
+        for (index, component) in path.enumerated().dropFirst(2) {
+            if let d = CalendarDay(component) { day = d; break }
+            if component == FriendlyView.nearestFolder, index + 1 < path.count,
+               let instant = FriendlyView.parseInstant(String(path[index + 1].dropLast(3).split(separator: "~")[0])),
+               let time = ScanTime(secondsSinceEpoch: instant) {
+                day = CalendarDay(year: time.year, dayOfYear: time.dayOfYear)
+                break
+            }
+        }
+        let chosen = day.map(slot.satellite(on:)) ?? slot.satellites.last(where: satellites.contains)!
+        return [FriendlyView.folderName(chosen)] + path.dropFirst()
+    }
+
+    /// The days of a series under an alias: each day from the satellite operational on it.
+    private func aliasDays(_ slot: OrbitSlot, series: Series) throws(FSError) -> [CalendarDay] {
+        var result: [CalendarDay] = []
+        for satellite in slot.satellites where satellites.contains(satellite) {
+            guard let product = try? products(satellite).first(where: { $0.name == series.product.name }) else { continue }
+            let candidate = Series(satellite: satellite, product: product, band: series.band, path: series.path)
+            result += try days(candidate).filter { slot.satellite(on: $0) == satellite }
+        }
+        return result.sorted()
+    }
 
     private func satellite(_ folder: String) -> Satellite? {
         satellites.first { FriendlyView.folderName($0) == folder }
@@ -60,6 +99,7 @@ struct FriendlyView: Sendable {
     }
 
     func attributes(_ path: MountPath) throws(FSError) -> NodeAttributes {
+        let path = resolvingAlias(path)
         switch try node(path) {
         case .directory(let valid):
             return NodeAttributes(kind: .directory, size: 0, modified: mountedAt, validSeconds: valid)
@@ -105,7 +145,9 @@ struct FriendlyView: Sendable {
         }
     }
 
-    func entries(_ path: MountPath) throws(FSError) -> [DirectoryEntry] {
+    func entries(_ requested: MountPath) throws(FSError) -> [DirectoryEntry] {
+        let alias = requested.first.flatMap(slot)
+        let path = resolvingAlias(requested)
         guard let satellite = path.first.flatMap(satellite) else { throw .notFound }
         let products = try products(satellite)
         if path.count == 1 { return products.map { directoryEntry($0.name, validSeconds: 3600) } }
@@ -120,7 +162,9 @@ struct FriendlyView: Sendable {
         let rest = Array(path.dropFirst(depth))
         switch rest.count {
         case 0:
-            var result = try days(series).map { directoryEntry($0.name, validSeconds: 60) }
+            let days: [CalendarDay]
+            if let alias { days = try aliasDays(alias, series: series) } else { days = try self.days(series) }
+            var result = days.map { directoryEntry($0.name, validSeconds: 60) }
             if let latest = try? latest(series, within: nil) {
                 result.append(DirectoryEntry(name: FriendlyView.latestName,
                                              attributes: linkAttributes(latest, at: path + [FriendlyView.latestName], validSeconds: FriendlyView.latestSeconds)))

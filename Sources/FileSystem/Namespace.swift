@@ -21,7 +21,7 @@ struct Namespace: Sendable {
             return VirtualFile.allCases.map {
                 DirectoryEntry(name: $0.rawValue, attributes: NodeAttributes(kind: .virtualFile, size: 0, modified: mountedAt, validSeconds: 0))
             } + mirror.buckets.map { DirectoryEntry(name: $0, attributes: mirror.directory(validSeconds: 3600)) }
-              + friendly.satellites.map { DirectoryEntry(name: FriendlyView.folderName($0), attributes: mirror.directory(validSeconds: 3600)) }
+              + friendly.folderNames.map { DirectoryEntry(name: $0, attributes: mirror.directory(validSeconds: 3600)) }
         }
         return friendly.owns(first) ? try friendly.entries(path) : try mirror.entries(path)
     }

@@ -31,3 +31,23 @@ public struct Satellite: Hashable, Comparable, Sendable, CustomStringConvertible
 
     public static func < (a: Satellite, b: Satellite) -> Bool { a.number < b.number }
 }
+
+/// The two operational positions, and which satellite held each on a given day.
+public enum OrbitSlot: String, CaseIterable, Sendable {
+    case east = "goes-east"
+    case west = "goes-west"
+
+    /// Oldest first.
+    public var satellites: [Satellite] {
+        switch self {
+        case .east: return [Satellite(number: 16)!, Satellite(number: 19)!]
+        case .west: return [Satellite(number: 17)!, Satellite(number: 18)!]
+        }
+    }
+
+    /// GOES-19 took over East on 2025-04-07 and GOES-18 took over West on 2023-01-04.
+    public func satellite(on day: CalendarDay) -> Satellite {
+        let handover = self == .east ? CalendarDay("2025-04-07")! : CalendarDay("2023-01-04")!
+        return day < handover ? satellites[0] : satellites[1]
+    }
+}
