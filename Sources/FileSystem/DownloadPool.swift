@@ -3,8 +3,11 @@ import Synchronization
 
 /// A fixed set of threads that run downloads, so a burst of reads cannot spawn unbounded threads
 /// and each thread keeps its own curl connection and SQLite connection warm.
+///
+/// Reads someone waits for go before prefetches, so readahead never delays a reader.
 final class DownloadPool: Sendable {
-    private let queue = Mutex<[@Sendable () -> Void]>([])
+    private struct Queues { var urgent: [@Sendable () -> Void] = []; var background: [@Sendable () -> Void] = [] }
+    private let queue = Mutex(Queues())
     private let ready = DispatchSemaphore(value: 0)
 
     init(threads: Int) {
@@ -15,15 +18,19 @@ final class DownloadPool: Sendable {
         }
     }
 
-    func submit(_ job: @escaping @Sendable () -> Void) {
-        queue.withLock { $0.append(job) }
+    func submit(urgent: Bool = true, _ job: @escaping @Sendable () -> Void) {
+        queue.withLock { if urgent { $0.urgent.append(job) } else { $0.background.append(job) } }
         ready.signal()
     }
 
     private func run() {
         while true {
             ready.wait()
-            guard let job = queue.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
+            let job = queue.withLock { q -> (@Sendable () -> Void)? in
+                if !q.urgent.isEmpty { return q.urgent.removeFirst() }
+                return q.background.isEmpty ? nil : q.background.removeFirst()
+            }
+            guard let job else { continue }
             job()
         }
     }

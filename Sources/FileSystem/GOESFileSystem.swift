@@ -49,7 +49,7 @@ public final class GOESFileSystem: Sendable {
     }
 
     private enum OpenHandle {
-        case object(OpenObject)
+        case object(OpenObject, ReadPattern)
         case snapshot([UInt8])
     }
 
@@ -96,7 +96,7 @@ public final class GOESFileSystem: Sendable {
             let object = try openObjects.acquire(id: id, size: ref.object.size) {
                 try OpenObject(bucket: ref.bucket, object: ref.object, context: context)
             }
-            return register(.object(object))
+            return register(.object(object, ReadPattern()))
         } catch {
             throw .io("cannot open the cache for \(id): \(error)")
         }
@@ -105,8 +105,10 @@ public final class GOESFileSystem: Sendable {
     /// Reads from an open handle; `reply` runs exactly once, possibly on another thread.
     public func read(handle: UInt64, offset: Int, length: Int, reply: @escaping @Sendable (Result<[UInt8], FSError>) -> Void) {
         switch handles.withLock({ $0.open[handle] }) {
-        case .object(let object)?:
+        case .object(let object, let pattern)?:
             object.read(offset: offset, length: length, reply: reply)
+            let ahead = pattern.record(offset: offset, end: offset + length)
+            if ahead > 0 { object.prefetch(after: offset + length, blocks: ahead) }
         case .snapshot(let bytes)?:
             let start = min(offset, bytes.count), end = min(bytes.count, offset + length)
             reply(.success(Array(bytes[start..<end])))
@@ -116,7 +118,7 @@ public final class GOESFileSystem: Sendable {
     }
 
     public func release(handle: UInt64) {
-        if case .object(let object)? = handles.withLock({ $0.open.removeValue(forKey: handle) }) {
+        if case .object(let object, _)? = handles.withLock({ $0.open.removeValue(forKey: handle) }) {
             openObjects.release(object)
         }
     }

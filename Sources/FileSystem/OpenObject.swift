@@ -21,7 +21,8 @@ final class OpenObject: Sendable {
     enum BlockState {
         /// On disk with this checksum; `verified` once checked against it in this mount.
         case present(crc: UInt32, verified: Bool)
-        case downloading(waiters: [BlockWaiter])
+        /// Queued or under way; `claimed` once a download thread has taken it.
+        case downloading(waiters: [BlockWaiter], claimed: Bool)
     }
 
     init(bucket: String, object: ListedObject, context: ReadContext) throws {
@@ -72,10 +73,12 @@ final class OpenObject: Sendable {
             for block in wanted {
                 switch table[block] {
                 case .present: continue
-                case .downloading(let waiters):
-                    table[block] = .downloading(waiters: waiters + [waiter])
+                case .downloading(let waiters, let claimed):
+                    table[block] = .downloading(waiters: waiters + [waiter], claimed: claimed)
+                    // A prefetch still queued behind others: queue it again in front (first taker wins).
+                    if !claimed { toFetch.append(block) }
                 case nil:
-                    table[block] = .downloading(waiters: [waiter])
+                    table[block] = .downloading(waiters: [waiter], claimed: false)
                     toFetch.append(block)
                 }
                 waiter.expectOneMore()
@@ -85,6 +88,22 @@ final class OpenObject: Sendable {
         guard waited else { return done(nil, false) }
         for block in toFetch { context.pool.submit { [self] in download(block) } }
         waiter.armed()
+    }
+
+    /// Starts downloads of up to `blocks` blocks from the one holding `offset`, with nobody waiting:
+    /// a sequential reader will want them next.
+    func prefetch(after offset: Int, blocks count: Int) {
+        guard offset < size else { return }
+        let first = offset / blockSize
+        let last = min((size - 1) / blockSize, first + count - 1)
+        let toFetch = blocks.withLock { table in
+            (first...last).filter { block in
+                guard table[block] == nil else { return false }
+                table[block] = .downloading(waiters: [], claimed: false)
+                return true
+            }
+        }
+        for block in toFetch { context.pool.submit(urgent: false) { [self] in download(block) } }
     }
 
     /// Checks blocks read for the first time in this mount against their recorded checksums.
@@ -125,6 +144,12 @@ final class OpenObject: Sendable {
     }
 
     private func download(_ block: Int) {
+        let mine = blocks.withLock { table -> Bool in
+            guard case .downloading(let waiters, false) = table[block] else { return false }
+            table[block] = .downloading(waiters: waiters, claimed: true)
+            return true
+        }
+        guard mine else { return }
         let range = byteRange(of: block)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: range.count, alignment: 64)
         defer { buffer.deallocate() }
@@ -149,7 +174,7 @@ final class OpenObject: Sendable {
             context.logger.error("\(failure!)")
         }
         let waiters = blocks.withLock { table -> [BlockWaiter] in
-            guard case .downloading(let waiters) = table[block] else { return [] }
+            guard case .downloading(let waiters, _) = table[block] else { return [] }
             table[block] = failure == nil ? .present(crc: crc, verified: true) : nil
             return waiters
         }
