@@ -98,6 +98,11 @@ public final class CacheIndex: Sendable {
         }
     }
 
+    /// Folds the write-ahead log into the database file: a clean shutdown leaves one file behind.
+    public func checkpoint() throws(SQLiteError) {
+        try connection().query("PRAGMA wal_checkpoint(TRUNCATE)")
+    }
+
     // MARK: Objects and blocks
 
     /// Finds or creates the object's row; drops its blocks if the source's size or ETag changed.

@@ -15,12 +15,13 @@ public final class FUSEBridge: Sendable {
     let directories = Mutex<[UInt64: [DirectoryEntry]]>([:])
     let nextDirectoryHandle = Mutex<UInt64>(1)
     let logger: Logger
-    let uid = getuid(), gid = getgid()
+    let ownership: Ownership
     /// Largest read and readahead the kernel is told to send (1 MiB: a block per request).
     static let maxTransfer: UInt32 = 1 << 20
 
-    public init(fileSystem: GOESFileSystem, logger: Logger) {
+    public init(fileSystem: GOESFileSystem, ownership: Ownership = Ownership(), logger: Logger) {
         self.fileSystem = fileSystem
+        self.ownership = ownership
         self.logger = logger
     }
 
@@ -33,14 +34,14 @@ public final class FUSEBridge: Sendable {
     func stat(for attributes: NodeAttributes, inode: UInt64) -> stat {
         var st = Glibc.stat()
         st.st_ino = UInt(inode)
-        st.st_uid = uid
-        st.st_gid = gid
+        st.st_uid = ownership.uid
+        st.st_gid = ownership.gid
         switch attributes.kind {
         case .directory:
-            st.st_mode = S_IFDIR | 0o555
+            st.st_mode = S_IFDIR | ownership.directoryMode
             st.st_nlink = 2
         case .file, .virtualFile:
-            st.st_mode = S_IFREG | 0o444
+            st.st_mode = S_IFREG | ownership.fileMode
             st.st_nlink = 1
         case .symlink:
             st.st_mode = S_IFLNK | 0o777
@@ -73,6 +74,22 @@ public final class FUSEBridge: Sendable {
     func replyError(_ req: fuse_req_t?, _ error: any Error) {
         // Everything the core throws is an FSError; anything else is a bug, reported as EIO.
         fuse_reply_err(req, (error as? FSError)?.errno ?? EIO)
+    }
+}
+
+/// Who owns everything in the mount and with which permission bits (the `uid`, `gid`, `umask`,
+/// `file_mode`, `dir_mode` mount options). Write bits are never shown: the mount is read-only.
+public struct Ownership: Sendable {
+    public var uid: uid_t
+    public var gid: gid_t
+    public var fileMode: mode_t
+    public var directoryMode: mode_t
+
+    public init(uid: uid_t = getuid(), gid: gid_t = getgid(), fileMode: mode_t = 0o444, directoryMode: mode_t = 0o555) {
+        self.uid = uid
+        self.gid = gid
+        self.fileMode = fileMode & 0o555
+        self.directoryMode = directoryMode & 0o555
     }
 }
 

@@ -24,8 +24,19 @@ public struct MountSession {
         self.options = options
     }
 
-    /// Mounts, calls `mounted` once the kernel knows the mount, then serves requests until it ends.
-    public func run(bridge: FUSEBridge, mounted: () -> Void) throws(Failure) {
+    /// What the caller wants to do at each stage of the mount's life.
+    public struct Hooks {
+        /// libfuse's SIGINT/SIGTERM/SIGHUP handlers are in place: override any of them now.
+        public var signalsInstalled: () -> Void = {}
+        /// The mount answers requests (called on another thread).
+        public var ready: @Sendable () -> Void = {}
+        /// The loop ended (unmounted or signalled); the kernel mount is still there.
+        public var stopping: () -> Void = {}
+        public init() {}
+    }
+
+    /// Mounts, serves requests until unmounted or signalled, then unmounts.
+    public func run(bridge: FUSEBridge, hooks: Hooks) throws(Failure) {
         var args = fuse_args(argc: 0, argv: nil, allocated: 0)
         defer { fuse_opt_free_args(&args) }
         let all = ["ro", "fsname=goesfs", "subtype=goesfs", "default_permissions"] + options
@@ -38,14 +49,21 @@ public struct MountSession {
             throw .cannotCreateSession("libfuse rejected the options \(all.joined(separator: ","))")
         }
         defer { fuse_session_destroy(session) }
-        // SIGINT, SIGTERM and SIGHUP end the loop; we then unmount cleanly below.
+        // SIGINT and SIGTERM end the loop; we then unmount cleanly below.
         guard fuse_set_signal_handlers(session) == 0 else { throw .cannotCreateSession("cannot install signal handlers") }
         defer { fuse_remove_signal_handlers(session) }
+        hooks.signalsInstalled()
         guard fuse_session_mount(session, mountpoint) == 0 else {
             throw .cannotMount("\(mountpoint) (is it an existing empty directory, and is /dev/fuse usable?)")
         }
         defer { fuse_session_unmount(session) }
-        mounted()
+        // The kernel answers a stat of the mountpoint only once our loop handled INIT: that is "usable".
+        let point = mountpoint, ready = hooks.ready
+        Thread.detachNewThread {
+            var st = stat()
+            if stat(point, &st) == 0 { ready() }
+        }
+        defer { hooks.stopping() }
 
         let config = fuse_loop_cfg_create()
         defer { fuse_loop_cfg_destroy(config) }

@@ -123,6 +123,9 @@ public final class GOESFileSystem: Sendable {
         }
     }
 
+    /// The `.stats` text as it stands now.
+    public func statsReport() -> String { StatsReport.text(statistics.snapshot()) }
+
     /// A virtual file's content now: rendered once per open, so one reader sees one consistent snapshot.
     func render(_ file: VirtualFile) -> [UInt8] {
         switch file {

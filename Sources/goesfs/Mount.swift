@@ -59,10 +59,6 @@ struct Mount: ParsableCommand {
     var debug = false
 
     func validate() throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ValidationError("mountpoint \(mountpoint) does not exist or is not a directory")
-        }
         _ = try buckets()
         for url in sourceURLs where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
             throw ValidationError("a source must be an http:// or https:// URL, not \(url)")
@@ -78,23 +74,26 @@ struct Mount: ParsableCommand {
     }
 
     func run() throws {
+        let options = try MountOptions(fuseOptions)
+        try Mountpoint.prepare(mountpoint, allowNonEmpty: options.allowNonEmpty)
         let cacheDirectory = try prepareCacheDirectory()
         if foreground {
-            try serve(cacheDirectory: cacheDirectory)
+            try serve(cacheDirectory: cacheDirectory, options: options)
         } else {
-            try Daemon.start(arguments: CommandLine.arguments + ["--foreground"],
-                             logFile: logFile ?? cacheDirectory + "/goesfs.log",
-                             mountpoint: mountpoint)
+            // The background process logs to a file it knows by name, so SIGHUP can reopen it.
+            let log = logFile ?? cacheDirectory + "/goesfs.log"
+            try Daemon.start(arguments: CommandLine.arguments + ["--foreground"] + (logFile == nil ? ["--log-file", log] : []),
+                             logFile: log, mountpoint: mountpoint)
         }
     }
 
     /// `--source` URLs in order, else `--endpoint` (or its environment variable); empty means the public defaults.
-    private var sourceURLs: [String] {
+    var sourceURLs: [String] {
         if !sources.isEmpty { return sources }
         return (endpoint ?? ProcessInfo.processInfo.environment["GOESFS_ENDPOINT"]).map { [$0] } ?? []
     }
 
-    private func buckets() throws -> [String] {
+    func buckets() throws -> [String] {
         try satellites.split(separator: ",").map { text in
             guard let satellite = Satellite(parsing: text.trimmingCharacters(in: .whitespaces)) else {
                 throw ValidationError("unknown satellite '\(text)': use 16, 17, 18 or 19")
@@ -114,65 +113,10 @@ struct Mount: ParsableCommand {
         return directory
     }
 
-    private func cacheLimit(cacheDirectory: String) -> Int {
+    func cacheLimit(cacheDirectory: String) -> Int {
         if let cacheSize, let bytes = ByteSize.parse(cacheSize) { return bytes }
         var fs = statvfs()
         guard statvfs(cacheDirectory, &fs) == 0 else { return 10 << 30 }
         return max(1 << 30, Int(fs.f_bavail) * Int(fs.f_frsize) / 4)
-    }
-
-    /// Mounts and serves in this process until unmounted or signalled.
-    private func serve(cacheDirectory: String) throws {
-        if let logFile {
-            let descriptor = open(logFile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            guard descriptor >= 0 else { throw ValidationError("cannot open the log file \(logFile)") }
-            dup2(descriptor, STDERR_FILENO)
-            close(descriptor)
-        }
-        let level: Logger.Level = debug ? .debug : .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "goesfs")
-        let pool = SourcePool(sources: sourceURLs.isEmpty ? Source.publicDefaults : sourceURLs.map(Source.endpoint),
-                              coolDown: sourceCooldown)
-        let statistics = Statistics(sources: pool)
-        let client = S3Client(sources: pool, retry: RetryPolicy(maxAttempts: retries, deadline: readTimeout),
-                              maxConnections: maxConnections,
-                              bandwidth: maxBandwidth.flatMap(ByteSize.parse).map(BandwidthLimit.init(bytesPerSecond:)),
-                              observer: statistics)
-        let lock: CacheLock
-        do {
-            lock = try CacheLock(directory: cacheDirectory)
-        } catch {
-            Daemon.reportFailure("\(error)")
-            throw ExitCode.failure
-        }
-        defer { withExtendedLifetime(lock) {} }
-        let index: CacheIndex
-        do {
-            index = try CacheIndex(path: cacheDirectory + "/index.sqlite")
-        } catch {
-            Daemon.reportFailure("cannot open the cache index in \(cacheDirectory): \(error)")
-            throw ExitCode.failure
-        }
-        let fileSystem = GOESFileSystem(
-            configuration: MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory,
-                                              cacheLimit: cacheLimit(cacheDirectory: cacheDirectory)),
-            client: client, index: index, statistics: statistics, logger: logger)
-        let bridge = FUSEBridge(fileSystem: fileSystem, logger: logger)
-        let session = MountSession(mountpoint: mountpoint, options: fuseOptions)
-        do {
-            try session.run(bridge: bridge) {
-                logger.info("mounted \(pool.sources.map(\.description).joined(separator: ", ")) at \(mountpoint); cache in \(cacheDirectory)")
-                Daemon.reportReady()
-            }
-        } catch {
-            Daemon.reportFailure("\(error)")
-            throw ExitCode.failure
-        }
-        logger.info("unmounted \(mountpoint)")
     }
 }

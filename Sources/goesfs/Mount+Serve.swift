@@ -1,0 +1,79 @@
+import ArgumentParser
+import BlockCache
+import FileSystem
+import FUSEBridge
+import Foundation
+import Logging
+import ObjectStore
+
+extension Mount {
+    /// Mounts and serves in this process until unmounted or signalled.
+    func serve(cacheDirectory: String, options: MountOptions) throws {
+        try reopenLog()
+        let level: Logger.Level = debug ? .debug : .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "goesfs")
+        let pool = SourcePool(sources: sourceURLs.isEmpty ? Source.publicDefaults : sourceURLs.map(Source.endpoint),
+                              coolDown: sourceCooldown)
+        let statistics = Statistics(sources: pool)
+        let client = S3Client(sources: pool, retry: RetryPolicy(maxAttempts: retries, deadline: readTimeout),
+                              maxConnections: maxConnections,
+                              bandwidth: maxBandwidth.flatMap(ByteSize.parse).map(BandwidthLimit.init(bytesPerSecond:)),
+                              observer: statistics)
+        let lock: CacheLock
+        let index: CacheIndex
+        do {
+            lock = try CacheLock(directory: cacheDirectory)
+            index = try CacheIndex(path: cacheDirectory + "/index.sqlite")
+        } catch {
+            Daemon.reportFailure("cannot use the cache in \(cacheDirectory): \(error)")
+            throw ExitCode.failure
+        }
+        defer { withExtendedLifetime(lock) {} }
+        let fileSystem = GOESFileSystem(
+            configuration: MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory,
+                                              cacheLimit: cacheLimit(cacheDirectory: cacheDirectory)),
+            client: client, index: index, statistics: statistics, logger: logger)
+        let bridge = FUSEBridge(fileSystem: fileSystem, ownership: options.ownership, logger: logger)
+        let session = MountSession(mountpoint: mountpoint, options: options.forLibfuse)
+        var hooks = MountSession.Hooks()
+        let mountpoint = mountpoint
+        hooks.signalsInstalled = {
+            SignalActions.install(
+                onHangup: { [self] in
+                    try? reopenLog()
+                    logger.info("reopened the log file (SIGHUP)")
+                },
+                onUser1: { logger.info("report requested (SIGUSR1):\n\(fileSystem.statsReport())") })
+        }
+        hooks.ready = {
+            logger.info("mounted \(pool.sources.map(\.description).joined(separator: ", ")) at \(mountpoint); cache in \(cacheDirectory)")
+            Daemon.reportReady()
+            SystemdNotify.send("READY=1\nSTATUS=serving \(mountpoint)")
+        }
+        hooks.stopping = {
+            SystemdNotify.send("STOPPING=1")
+            do { try index.checkpoint() } catch { logger.warning("could not checkpoint the cache index: \(error)") }
+        }
+        do {
+            try session.run(bridge: bridge, hooks: hooks)
+        } catch {
+            Daemon.reportFailure("\(error)")
+            throw ExitCode.failure
+        }
+        logger.info("unmounted \(mountpoint)")
+    }
+
+    /// Points stderr (the log) at `--log-file`, appending; again on SIGHUP after a rotation.
+    func reopenLog() throws {
+        guard let logFile else { return }
+        let descriptor = open(logFile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw CLIError("cannot open the log file \(logFile)") }
+        dup2(descriptor, STDERR_FILENO)
+        close(descriptor)
+    }
+}
