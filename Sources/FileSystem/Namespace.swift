@@ -34,7 +34,8 @@ struct Namespace: Sendable {
     /// `user.goes.*` extended attributes of a mirror file. (Linux refuses user attributes on
     /// symlinks, so friendly links show them through the file they point to.)
     func extendedAttributes(_ path: MountPath) throws(FSError) -> [String: String] {
-        guard let first = path.first, !friendly.owns(first), !(path.count == 1 && VirtualFile(rawValue: first) != nil) else { return [:] }
+        // Folders, the root, virtual files and friendly links carry none.
+        guard let first = path.first, !friendly.owns(first), path.count >= 2 else { return [:] }
         let ref: ObjectRef
         do {
             ref = try mirror.object(at: path)

@@ -23,7 +23,13 @@ final class OpenObject: Sendable {
         case present(crc: UInt32, verified: Bool)
         /// Queued or under way; `claimed` once a download thread has taken it.
         case downloading(waiters: [BlockWaiter], claimed: Bool)
+        /// The last download failed; until `until` (uptime ns) readers get this error at once. The
+        /// kernel re-reads synchronously right after a failed readahead: without this, every retry
+        /// count and deadline would double.
+        case failed(FSError, until: UInt64)
     }
+
+    static let failureMemoryNanoseconds: UInt64 = 2_000_000_000
 
     init(bucket: String, object: ListedObject, context: ReadContext) throws {
         self.bucket = bucket
@@ -69,10 +75,18 @@ final class OpenObject: Sendable {
         var waited = false
         let waiter = BlockWaiter { error in done(error, true) }
         var toFetch: [Int] = []
+        var recentFailures: [FSError] = []
+        let now = DispatchTime.now().uptimeNanoseconds
         blocks.withLock { table in
             for block in wanted {
                 switch table[block] {
                 case .present: continue
+                case .failed(let error, let until) where now < until:
+                    recentFailures.append(error)
+                    continue
+                case .failed:
+                    table[block] = .downloading(waiters: [waiter], claimed: false)
+                    toFetch.append(block)
                 case .downloading(let waiters, let claimed):
                     table[block] = .downloading(waiters: waiters + [waiter], claimed: claimed)
                     // A prefetch still queued behind others: queue it again in front (first taker wins).
@@ -85,7 +99,9 @@ final class OpenObject: Sendable {
                 waited = true
             }
         }
+        if let error = recentFailures.first, !waited { return done(error, false) }
         guard waited else { return done(nil, false) }
+        for error in recentFailures { waiter.expectOneMore(); waiter.blockFinished(error) }
         for block in toFetch { context.pool.submit { [self] in download(block) } }
         waiter.armed()
     }
@@ -175,7 +191,8 @@ final class OpenObject: Sendable {
         }
         let waiters = blocks.withLock { table -> [BlockWaiter] in
             guard case .downloading(let waiters, _) = table[block] else { return [] }
-            table[block] = failure == nil ? .present(crc: crc, verified: true) : nil
+            table[block] = failure.map { .failed($0, until: DispatchTime.now().uptimeNanoseconds + OpenObject.failureMemoryNanoseconds) }
+                ?? .present(crc: crc, verified: true)
             return waiters
         }
         if failure == nil { context.budget.stored(bytes: range.count) }

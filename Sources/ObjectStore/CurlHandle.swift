@@ -31,6 +31,12 @@ final class ResponseSink {
     var totalSize: Int?
     let bandwidth: BandwidthLimit?
     var progress: ((Int) -> Void)?
+    /// Requests libcurl actually sent: more than one when it silently resent on a dead reused connection.
+    var requestsSent = 0
+    /// When the last byte (header or body) arrived, for stall detection.
+    var lastByteAt = DispatchTime.now().uptimeNanoseconds
+    var stallNanoseconds: UInt64 = 10_000_000_000
+    var stalled = false
     let expectsRange: Bool
     let rangeStart: Int
 
@@ -43,6 +49,7 @@ final class ResponseSink {
     }
 
     func header(_ line: UnsafeRawBufferPointer) {
+        lastByteAt = DispatchTime.now().uptimeNanoseconds
         let text = String(decoding: line, as: UTF8.self)
         guard text.lowercased().hasPrefix("content-range:"), let slash = text.lastIndex(of: "/") else { return }
         totalSize = Int(text[text.index(after: slash)...].trimmingCharacters(in: .whitespacesAndNewlines))
@@ -50,6 +57,7 @@ final class ResponseSink {
 
     func accept(_ data: UnsafeRawBufferPointer) -> Bool {
         bandwidth?.consume(data.count)
+        lastByteAt = DispatchTime.now().uptimeNanoseconds
         if status == 0 {
             var code = 0
             _ = goesfs_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &code)
@@ -92,6 +100,22 @@ private let headerCallback: goesfs_curl_data_fn = { pointer, size, count, userda
     return bytes
 }
 
+/// Called about once a second while a transfer runs: abort when no byte came for the stall time.
+/// (libcurl's own low-speed check averages and reacts seconds late once some bytes arrived.)
+private let progressCallback: goesfs_curl_xferinfo_fn = { userdata, _, _, _, _ in
+    let sink = Unmanaged<ResponseSink>.fromOpaque(userdata!).takeUnretainedValue()
+    guard DispatchTime.now().uptimeNanoseconds - sink.lastByteAt > sink.stallNanoseconds else { return 0 }
+    sink.stalled = true
+    return 1
+}
+
+private let prereqCallback: goesfs_curl_prereq_fn = { userdata, _, _, _, _ in
+    let sink = Unmanaged<ResponseSink>.fromOpaque(userdata!).takeUnretainedValue()
+    sink.requestsSent += 1
+    sink.lastByteAt = DispatchTime.now().uptimeNanoseconds
+    return 0 // CURL_PREREQFUNC_OK
+}
+
 /// The outcome of one HTTP exchange, before any retry decision.
 struct TransferOutcome {
     var curlCode: CURLcode
@@ -102,6 +126,9 @@ struct TransferOutcome {
     var overflowed: Bool
     var totalSize: Int?
     var seconds: Double
+    var stalled: Bool
+    /// Requests sent beyond the first (libcurl's silent resends), each a failed attempt of its own.
+    var silentResends: Int
 }
 
 /// One libcurl easy handle. Used by one thread at a time (handed out by `CurlHandlePool`); it keeps
@@ -138,19 +165,23 @@ final class CurlHandle: @unchecked Sendable {
         _ = goesfs_curl_set_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
         _ = goesfs_curl_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(timeouts.connectSeconds * 1000))
         _ = goesfs_curl_set_long(handle, CURLOPT_TIMEOUT_MS, Int(timeouts.totalSeconds * 1000))
-        _ = goesfs_curl_set_long(handle, CURLOPT_LOW_SPEED_LIMIT, 1)
-        _ = goesfs_curl_set_long(handle, CURLOPT_LOW_SPEED_TIME, timeouts.stallSeconds)
         if let range {
             _ = goesfs_curl_set_string(handle, CURLOPT_RANGE, "\(range.lowerBound)-\(range.upperBound - 1)")
         }
         let sink = ResponseSink(handle: handle, target: target, rangeStart: range?.lowerBound ?? 0, bandwidth: bandwidth)
         sink.progress = progress
+        sink.stallNanoseconds = UInt64(timeouts.stallSeconds) * 1_000_000_000
         let box = Unmanaged.passRetained(sink)
         defer { box.release() }
         _ = goesfs_curl_set_data_fn(handle, CURLOPT_WRITEFUNCTION, writeCallback)
         _ = goesfs_curl_set_pointer(handle, CURLOPT_WRITEDATA, box.toOpaque())
         _ = goesfs_curl_set_data_fn(handle, CURLOPT_HEADERFUNCTION, headerCallback)
         _ = goesfs_curl_set_pointer(handle, CURLOPT_HEADERDATA, box.toOpaque())
+        _ = goesfs_curl_set_long(handle, CURLOPT_NOPROGRESS, 0)
+        _ = goesfs_curl_set_xferinfo_fn(handle, progressCallback)
+        _ = goesfs_curl_set_pointer(handle, CURLOPT_XFERINFODATA, box.toOpaque())
+        _ = goesfs_curl_set_prereq_fn(handle, prereqCallback)
+        _ = goesfs_curl_set_pointer(handle, CURLOPT_PREREQDATA, box.toOpaque())
 
         let started = DispatchTime.now().uptimeNanoseconds
         let code = curl_easy_perform(handle)
@@ -163,7 +194,8 @@ final class CurlHandle: @unchecked Sendable {
         var message = String(cString: errorBuffer)
         if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
         return TransferOutcome(curlCode: code, curlMessage: message, status: sink.status, received: sink.received,
-                               body: sink.body, overflowed: sink.overflowed, totalSize: sink.totalSize, seconds: seconds)
+                               body: sink.body, overflowed: sink.overflowed, totalSize: sink.totalSize, seconds: seconds,
+                               stalled: sink.stalled, silentResends: max(0, sink.requestsSent - 1))
     }
 }
 

@@ -33,9 +33,10 @@ public final class S3Client: Sendable {
         repeat {
             var query = "?list-type=2&delimiter=%2F&prefix=" + URLEncoding.query(prefix)
             if let token { query += "&continuation-token=" + URLEncoding.query(token) }
-            let page = try withRetries(key: prefix.isEmpty ? bucket : prefix, kind: .listing) { _, source, timeouts throws(FetchError) in
+            let page = try withRetries(key: prefix.isEmpty ? bucket : prefix, kind: .listing) { attempt, source, timeouts throws(FetchError) in
                 let url = source.bucketURL(bucket) + query
                 let outcome = handles.withHandle { $0.get(url: url, range: nil, target: nil, timeouts: timeouts) }
+                reportSilentResends(outcome, kind: .listing, key: prefix, attempt: attempt)
                 try S3Client.check(outcome)
                 return ListingPage(xml: String(decoding: outcome.body, as: UTF8.self))
             }
@@ -63,6 +64,7 @@ public final class S3Client: Sendable {
                 $0.get(url: url, range: (range.lowerBound + done)..<range.upperBound, target: rest, timeouts: timeouts,
                        progress: progress)
             }
+            reportSilentResends(outcome, kind: .data, key: key, attempt: attempt)
             if let total = outcome.totalSize, total != objectSize {
                 throw FetchError(category: .server, message: "\(source) has a \(total)-byte copy, the listing says \(objectSize): refusing to mix them")
             }
@@ -118,8 +120,21 @@ public final class S3Client: Sendable {
         }
     }
 
+    /// libcurl resends a request by itself when a reused connection turns out dead before any
+    /// response byte; each such send is an attempt that failed, and `.stats` must count it.
+    private func reportSilentResends(_ outcome: TransferOutcome, kind: RequestKind, key: String, attempt: Int) {
+        for _ in 0..<outcome.silentResends {
+            observer.transferFailed(kind: kind, key: key,
+                                    error: FetchError(category: .network, message: "connection closed before any response; resent at once"),
+                                    seconds: 0, attempt: attempt, maxAttempts: retry.maxAttempts, retryDelay: 0)
+        }
+    }
+
     /// Turns a transport failure or a non-2xx answer into a categorised error.
     static func check(_ outcome: TransferOutcome) throws(FetchError) {
+        if outcome.stalled {
+            throw FetchError(category: .timeout, message: "transfer stalled: no data for the stall timeout after \(outcome.received) bytes")
+        }
         if outcome.curlCode != CURLE_OK && !(outcome.curlCode == CURLE_WRITE_ERROR && outcome.overflowed) {
             throw classify(curlCode: outcome.curlCode, message: outcome.curlMessage)
         }

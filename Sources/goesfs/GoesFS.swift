@@ -2,6 +2,17 @@ import ArgumentParser
 
 @main
 struct GoesFS: ParsableCommand {
+    /// Reads `--config` into flags before the usual parsing.
+    static func main() {
+        do {
+            let arguments = try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()))
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "goesfs",
         abstract: "A read-only filesystem for NOAA's GOES-R satellite archive on S3.",

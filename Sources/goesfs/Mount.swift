@@ -52,6 +52,9 @@ struct Mount: ParsableCommand {
     @Option(help: "Write the log here (default when in the background: <cache-dir>/goesfs.log).")
     var logFile: String?
 
+    @Option(help: "A TOML file of mount settings; keys mirror these flags (cache_size = \"20G\"). Flags win.")
+    var config: String?
+
     @Flag(help: "Stay in the foreground and log to stderr.")
     var foreground = false
 

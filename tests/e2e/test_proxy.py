@@ -107,3 +107,67 @@ def test_reset_empties_the_log(proxy, conn):
     get(conn, headers={"Range": "bytes=0-0"})
     proxy.reset()
     assert proxy.records() == []
+
+
+# --- faults for the network tests (reset, stall, throttle, every Nth, outage) ---
+
+def test_reset_before_response_is_a_connection_reset(proxy, conn):
+    from tests.support.proxy import Reset
+    proxy.add_fault(OBJ.key, Reset())
+    with pytest.raises(ConnectionResetError):
+        get(conn)
+
+
+def test_reset_mid_body_after_n_bytes(proxy, conn):
+    from tests.support.proxy import Reset
+    proxy.add_fault(OBJ.key, Reset(5000))
+    conn.request("GET", PATH)
+    response = conn.getresponse()
+    with pytest.raises((ConnectionResetError, http.client.IncompleteRead)):
+        response.read()
+    assert proxy.records()[0].bytes_sent == 5000
+
+
+def test_stall_hangs_until_released(proxy, conn):
+    from tests.support.proxy import Stall
+    proxy.add_fault(OBJ.key, Stall(100, seconds=30))
+    conn.sock = None
+    conn.timeout = 0.5
+    conn.request("GET", PATH)
+    response = conn.getresponse()
+    assert response.read(100) == OBJ.data[:100]
+    with pytest.raises(TimeoutError):
+        response.read(1)  # nothing more comes while stalled
+    proxy.release_stalls()
+
+
+def test_throttle_paces_the_body(proxy, conn):
+    from tests.support.proxy import Throttle
+    proxy.add_fault(OBJ.key, Throttle(2 * MiB))
+    began = time.monotonic()
+    _, body = get(conn)
+    took = time.monotonic() - began
+    assert body == OBJ.data and 0.45 < took < 1.0, took  # 1 MiB at 2 MiB/s
+
+
+def test_every_nth_matching_request(proxy, conn):
+    proxy.add_fault(OBJ.key, Respond(503), times=None, every=3)
+    statuses = [get(conn, headers={"Range": "bytes=0-0"})[0].status for _ in range(7)]
+    assert statuses == [206, 206, 503, 206, 206, 503, 206]
+
+
+def test_go_down_refuses_then_come_up_on_same_port(s3):
+    from tests.support.proxy import Proxy
+    with Proxy(s3.url) as p:
+        port = p.port
+        idle = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        get(idle, headers={"Range": "bytes=0-0"})  # a kept-alive connection
+        p.go_down()
+        with pytest.raises(OSError):  # the kept-alive one is cut, and a new one refused
+            get(idle, headers={"Range": "bytes=0-0"})
+        with pytest.raises(ConnectionRefusedError):
+            get(http.client.HTTPConnection("127.0.0.1", port, timeout=5))
+        p.come_up()
+        assert p.port == port
+        assert get(http.client.HTTPConnection("127.0.0.1", port, timeout=5),
+                   headers={"Range": "bytes=0-0"})[0].status == 206

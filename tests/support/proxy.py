@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -79,7 +80,27 @@ class Delay:
     seconds: float
 
 
-Action = Union[Respond, DropAfter, Delay]
+@dataclass(frozen=True)
+class Reset:
+    """Send a TCP RST (SO_LINGER 0) after `nbytes` of body; None = before any response."""
+    nbytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Send the headers and `nbytes` of body, then hang until `Proxy.release_stalls()`
+    (or `clear_faults()`) or `seconds` pass, then close: a dead-but-open connection."""
+    nbytes: int = 0
+    seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """Forward the body at most `bytes_per_second`."""
+    bytes_per_second: float
+
+
+Action = Union[Respond, DropAfter, Delay, Reset, Stall, Throttle]
 Matcher = Union[str, Callable[[Request], bool]]
 
 
@@ -88,6 +109,8 @@ class Fault:
     match: Callable[[Request], bool]
     action: Action
     remaining: int | None  # None: every matching request
+    every: int = 1  # act on every Nth matching request only (the others pass untouched)
+    seen: int = 0
 
 
 def _matcher(match: Matcher, method: str | None) -> Callable[[Request], bool]:
@@ -106,10 +129,13 @@ class Proxy:
         self._faults: list[Fault] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._port = 0  # 0 until first started; then kept, so go_down/come_up reuse it
+        self._release = threading.Event()  # set to let stalled responses go
+        self._connections: set[socket.socket] = set()  # live client connections
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1]
+        return self._server.server_address[1] if self._server else self._port
 
     @property
     def url(self) -> str:
@@ -117,7 +143,8 @@ class Proxy:
 
     def start(self) -> "Proxy":
         handler = type("BoundHandler", (_Handler,), {"proxy": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
+        self._port = self._server.server_address[1]
         self._server.daemon_threads = True  # idle keep-alive connections must not block stop()
         self._thread = threading.Thread(target=self._server.serve_forever, name="proxy", daemon=True)
         self._thread.start()
@@ -128,6 +155,32 @@ class Proxy:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    # -- whole-server outages --
+
+    def go_down(self) -> None:
+        """Stop listening (new connections are refused) and cut every open connection,
+        so a client cannot keep using a kept-alive one: the server is gone."""
+        self.stop()
+        self._release.set()  # stalled handlers must not outlive the outage
+        with self._lock:
+            live = list(self._connections)
+        for sock in live:
+            # shutdown, not close: it wakes the handler thread blocked on this socket,
+            # which then closes it itself.
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def come_up(self) -> None:
+        """Listen again on the same port."""
+        self._release = threading.Event()
+        self.start()
+
+    @property
+    def is_up(self) -> bool:
+        return self._server is not None
 
     def __enter__(self) -> "Proxy":
         return self.start()
@@ -153,11 +206,12 @@ class Proxy:
     # -- faults --
 
     def add_fault(self, match: Matcher, action: Action, times: int | None = 1,
-                  method: str | None = "GET") -> Fault:
+                  method: str | None = "GET", every: int = 1) -> Fault:
         """Arm `action` for the next `times` requests matching (None = forever).
 
-        `match` is a substring of the decoded path or a predicate on `Request`."""
-        fault = Fault(_matcher(match, method), action, times)
+        `match` is a substring of the decoded path or a predicate on `Request`.
+        With `every=N` only every Nth matching request gets it (`times` counts those)."""
+        fault = Fault(_matcher(match, method), action, times, every)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -165,6 +219,12 @@ class Proxy:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+        self.release_stalls()
+
+    def release_stalls(self) -> None:
+        """Let every stalled response finish (it closes its connection)."""
+        old, self._release = self._release, threading.Event()
+        old.set()
 
     def _begin(self, request: Request) -> tuple[Record, Action | None]:
         """Log the request and consume the first armed fault that matches it."""
@@ -173,6 +233,9 @@ class Proxy:
             self._records.append(record)
             for fault in self._faults:
                 if fault.remaining != 0 and fault.match(request):
+                    fault.seen += 1
+                    if fault.seen % fault.every:
+                        continue
                     if fault.remaining is not None:
                         fault.remaining -= 1
                     record.fault = type(fault.action).__name__
@@ -193,6 +256,19 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass  # the Record log is the log
 
+    def setup(self) -> None:
+        super().setup()
+        with self.proxy._lock:  # go_down() must be able to cut it
+            self.proxy._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.proxy._lock:
+            self.proxy._connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass  # already reset or cut
+
     def do_GET(self) -> None:
         self._forward()
 
@@ -209,6 +285,10 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(action, Respond):
             self._send_error(record, action.status, action.code)
             return
+        if isinstance(action, Reset) and action.nbytes is None:
+            self.proxy._update(record, done=True)  # status None: no response at all
+            self._reset()
+            return
         try:
             conn = http.client.HTTPConnection(self.proxy.upstream_host, self.proxy.upstream_port,
                                               timeout=60)
@@ -223,12 +303,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(record, 502, "BadGateway", str(error))
             return
         try:
-            limit = action.nbytes if isinstance(action, DropAfter) else None
-            self._relay(record, upstream, limit)
+            limit = action.nbytes if isinstance(action, (DropAfter, Reset, Stall)) else None
+            self._relay(record, upstream, limit, action)
         finally:
             conn.close()
 
-    def _relay(self, record: Record, upstream: http.client.HTTPResponse, limit: int | None) -> None:
+    def _reset(self) -> None:
+        # The client sees "connection reset by peer".
+        self.close_connection = True
+        _abort(self.connection)
+
+    def _relay(self, record: Record, upstream: http.client.HTTPResponse, limit: int | None,
+               action: Action | None = None) -> None:
         has_body = self.command != "HEAD" and upstream.status not in (204, 304)
         length = upstream.getheader("Content-Length")
         buffered = None
@@ -251,10 +337,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         remaining = int(length) if limit is None else min(limit, int(length))
+        rate = action.bytes_per_second if isinstance(action, Throttle) else None
+        step = CHUNK if rate is None else max(1, min(CHUNK, int(rate / 20)))  # ~20 writes/s
+        began = time.monotonic()
         sent = 0
         try:
             while remaining > 0:
-                chunk = buffered[sent:sent + CHUNK] if buffered is not None else upstream.read(min(CHUNK, remaining))
+                if rate is not None:  # pace: never ahead of rate × elapsed
+                    ahead = sent / rate - (time.monotonic() - began)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                chunk = buffered[sent:sent + step] if buffered is not None else upstream.read(min(step, remaining))
                 chunk = chunk[:remaining]
                 if not chunk:
                     break
@@ -266,7 +359,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.proxy._update(record, bytes_sent=sent)  # the client went away
             self.close_connection = True
             return
-        if limit is not None and sent < int(length):
+        if isinstance(action, Stall) and sent < int(length):
+            self.wfile.flush()
+            self.proxy._release.wait(action.seconds)  # hang with the connection open
+            self._drop_connection()
+        elif isinstance(action, Reset) and sent < int(length):
+            self._reset()
+        elif limit is not None and sent < int(length):
             self._drop_connection()
         self.proxy._update(record, done=True)
 
@@ -291,3 +390,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+def _abort(sock: socket.socket) -> None:
+    """Close with SO_LINGER 0: the peer gets a TCP RST instead of an orderly FIN."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    except OSError:
+        pass
