@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs goesfs: the binary, the mount(8) helper and the systemd unit, in standard places.
+#   mount-scripts/install.sh [--prefix /usr/local]
+# (The unit goes to /etc/systemd/system and the helper to /sbin, where mount(8) and systemd look,
+#  unless --prefix is not /usr/local: then everything stays under the prefix.)
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$REPO_ROOT/scripts/lib/deps.sh"
+prefix=/usr/local
+while (($#)); do
+    case $1 in
+        --prefix) prefix=$2; shift 2 ;;
+        *) echo "usage: install.sh [--prefix DIR]" >&2; exit 2 ;;
+    esac
+done
+
+ensure_apt_packages "${GOESFS_APT_PACKAGES[@]}"
+(cd "$REPO_ROOT" && swift build -c release >&2)
+bin="$(cd "$REPO_ROOT" && swift build -c release --show-bin-path)/goesfs"
+
+if [[ $prefix == /usr/local ]]; then sbin=/sbin; units=/etc/systemd/system; else sbin=$prefix/sbin; units=$prefix/lib/systemd/system; fi
+install -D -m 0755 "$bin" "$prefix/bin/goesfs"
+install -D -m 0755 "$REPO_ROOT/mount-scripts/mount.goesfs" "$sbin/mount.goesfs"
+sed "s#/usr/local/bin/goesfs#$prefix/bin/goesfs#" "$REPO_ROOT/mount-scripts/goesfs@.service" > "$REPO_ROOT/.build/goesfs@.service"
+install -D -m 0644 "$REPO_ROOT/.build/goesfs@.service" "$units/goesfs@.service"
+if [[ $prefix == /usr/local ]]; then
+    install -d /etc/goesfs /var/cache/goesfs
+    [[ -f /etc/goesfs/goesfs.toml ]] || printf '# goesfs mount settings; keys mirror `goesfs mount --help`\n# cache_size = "50G"\n' > /etc/goesfs/goesfs.toml
+    command -v systemctl >/dev/null && systemctl daemon-reload 2>/dev/null || true
+fi
+echo "installed: $prefix/bin/goesfs, $sbin/mount.goesfs, $units/goesfs@.service"
