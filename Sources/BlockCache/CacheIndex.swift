@@ -98,6 +98,8 @@ public final class CacheIndex: Sendable {
         }
     }
 
+    public static var sqliteVersion: String { String(cString: sqlite3_libversion()) }
+
     /// Folds the write-ahead log into the database file: a clean shutdown leaves one file behind.
     public func checkpoint() throws(SQLiteError) {
         try connection().query("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -15,6 +15,8 @@ public struct MountSession {
         }
     }
 
+    public static var libfuseVersion: String { String(cString: fuse_pkgversion()) }
+
     public let mountpoint: String
     /// `-o` options for libfuse, e.g. `allow_other`.
     public let options: [String]

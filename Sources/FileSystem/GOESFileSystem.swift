@@ -12,6 +12,7 @@ struct ReadContext: Sendable {
     let pool: DownloadPool
     let statistics: Statistics
     let budget: CacheBudget
+    let diagnostics: DiagnosticsRunner
     let logger: Logger
     let cacheDirectory: String
     let blockSize: Int
@@ -24,6 +25,8 @@ public struct MountConfiguration: Sendable {
     public var downloadThreads: Int
     /// The cache's size cap in bytes.
     public var cacheLimit: Int
+    /// Version lines of the C libraries for `.diagnostics` (SQLite, libfuse), from the layers that own them.
+    public var versionLines: [String] = []
 
     public init(buckets: [String], cacheDirectory: String, cacheLimit: Int, downloadThreads: Int = 8) {
         self.buckets = buckets
@@ -58,8 +61,11 @@ public final class GOESFileSystem: Sendable {
         self.statistics = statistics
         let budget = CacheBudget(limit: configuration.cacheLimit, index: index, openObjects: openObjects,
                                  cacheDirectory: configuration.cacheDirectory, statistics: statistics, logger: logger)
+        let diagnostics = DiagnosticsRunner(sources: client.sources.sources, bucket: configuration.buckets.first ?? "noaa-goes16",
+                                            extra: ["goesfs: 0.1.0"] + configuration.versionLines, statistics: statistics, logger: logger)
+        diagnostics.start(reason: "at mount")
         context = ReadContext(client: client, index: index, pool: DownloadPool(threads: configuration.downloadThreads),
-                              statistics: statistics, budget: budget, logger: logger,
+                              statistics: statistics, budget: budget, diagnostics: diagnostics, logger: logger,
                               cacheDirectory: configuration.cacheDirectory, blockSize: CacheIndex.blockSize)
         let listings = ListingCache(client: client, index: index, logger: logger)
         let now = Date().timeIntervalSince1970
@@ -131,6 +137,7 @@ public final class GOESFileSystem: Sendable {
         switch file {
         case .stats: return Array(StatsReport.text(statistics.snapshot()).utf8)
         case .statsJSON: return Array(StatsJSON.render(statistics.snapshot()).utf8)
+        case .diagnostics: return Array(context.diagnostics.report.utf8)
         }
     }
 

@@ -23,4 +23,5 @@ public struct DirectoryEntry: Sendable, Equatable {
 enum VirtualFile: String, CaseIterable {
     case stats = ".stats"
     case statsJSON = ".stats.json"
+    case diagnostics = ".diagnostics"
 }

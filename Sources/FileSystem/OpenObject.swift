@@ -195,7 +195,12 @@ final class OpenObject: Sendable {
                 ?? .present(crc: crc, verified: true)
             return waiters
         }
-        if failure == nil { context.budget.stored(bytes: range.count) }
+        if failure == nil {
+            context.budget.stored(bytes: range.count)
+            context.diagnostics.downloadSucceeded()
+        } else {
+            context.diagnostics.downloadFailed()
+        }
         for waiter in waiters { waiter.blockFinished(failure) }
     }
 

@@ -129,6 +129,12 @@ struct TransferOutcome {
     var stalled: Bool
     /// Requests sent beyond the first (libcurl's silent resends), each a failed attempt of its own.
     var silentResends: Int
+    var phases = PhaseTimings()
+}
+
+/// Where the time of one request went, cumulative from its start (libcurl's timing info).
+public struct PhaseTimings: Sendable {
+    public var dns = 0.0, connect = 0.0, tls = 0.0, firstByte = 0.0, total = 0.0
 }
 
 /// One libcurl easy handle. Used by one thread at a time (handed out by `CurlHandlePool`); it keeps
@@ -186,6 +192,12 @@ final class CurlHandle: @unchecked Sendable {
         let started = DispatchTime.now().uptimeNanoseconds
         let code = curl_easy_perform(handle)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        var phases = PhaseTimings()
+        _ = goesfs_curl_get_double(handle, CURLINFO_NAMELOOKUP_TIME, &phases.dns)
+        _ = goesfs_curl_get_double(handle, CURLINFO_CONNECT_TIME, &phases.connect)
+        _ = goesfs_curl_get_double(handle, CURLINFO_APPCONNECT_TIME, &phases.tls)
+        _ = goesfs_curl_get_double(handle, CURLINFO_STARTTRANSFER_TIME, &phases.firstByte)
+        _ = goesfs_curl_get_double(handle, CURLINFO_TOTAL_TIME, &phases.total)
         if sink.status == 0 {
             var status = 0
             _ = goesfs_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &status)
@@ -195,7 +207,7 @@ final class CurlHandle: @unchecked Sendable {
         if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
         return TransferOutcome(curlCode: code, curlMessage: message, status: sink.status, received: sink.received,
                                body: sink.body, overflowed: sink.overflowed, totalSize: sink.totalSize, seconds: seconds,
-                               stalled: sink.stalled, silentResends: max(0, sink.requestsSent - 1))
+                               stalled: sink.stalled, silentResends: max(0, sink.requestsSent - 1), phases: phases)
     }
 }
 

@@ -34,9 +34,11 @@ extension Mount {
             throw ExitCode.failure
         }
         defer { withExtendedLifetime(lock) {} }
+        var configuration = MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory,
+                                               cacheLimit: cacheLimit(cacheDirectory: cacheDirectory))
+        configuration.versionLines = ["SQLite: \(CacheIndex.sqliteVersion)", "libfuse: \(MountSession.libfuseVersion)"]
         let fileSystem = GOESFileSystem(
-            configuration: MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory,
-                                              cacheLimit: cacheLimit(cacheDirectory: cacheDirectory)),
+            configuration: configuration,
             client: client, index: index, statistics: statistics, logger: logger)
         let bridge = FUSEBridge(fileSystem: fileSystem, ownership: options.ownership, logger: logger)
         let session = MountSession(mountpoint: mountpoint, options: options.forLibfuse)

@@ -78,7 +78,7 @@ def test_root_lists_stats_and_configured_buckets(mount):
     # The mirror (noaa-goesNN) and friendly (goesNN) view of each mounted satellite, and the reports.
     friendly = {b.replace("noaa-", "") for b in MOUNTED}
     # goes-east / goes-west: aliases for whichever satellite held the slot on a date.
-    assert set(names) == {".stats", ".stats.json", *MOUNTED, *friendly, "goes-east", "goes-west"}
+    assert set(names) == {".stats", ".stats.json", ".diagnostics", *MOUNTED, *friendly, "goes-east", "goes-west"}
 
 
 @pytest.mark.parametrize("bucket,prefix", directories())
