@@ -13,6 +13,7 @@ struct ReadContext: Sendable {
     let statistics: Statistics
     let budget: CacheBudget
     let diagnostics: DiagnosticsRunner
+    let openObjects: OpenObjects
     let logger: Logger
     let cacheDirectory: String
     let blockSize: Int
@@ -65,7 +66,8 @@ public final class GOESFileSystem: Sendable {
                                             extra: ["goesfs: 0.1.0"] + configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
         context = ReadContext(client: client, index: index, pool: DownloadPool(threads: configuration.downloadThreads),
-                              statistics: statistics, budget: budget, diagnostics: diagnostics, logger: logger,
+                              statistics: statistics, budget: budget, diagnostics: diagnostics,
+                              openObjects: openObjects, logger: logger,
                               cacheDirectory: configuration.cacheDirectory, blockSize: CacheIndex.blockSize)
         let listings = ListingCache(client: client, index: index, logger: logger)
         let now = Date().timeIntervalSince1970

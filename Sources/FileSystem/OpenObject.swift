@@ -160,6 +160,9 @@ final class OpenObject: Sendable {
     }
 
     private func download(_ block: Int) {
+        // In use until written and recorded: eviction must not delete the file or row under us.
+        guard context.openObjects.downloadStarted(self) else { return }
+        defer { context.openObjects.downloadEnded(self) }
         let mine = blocks.withLock { table -> Bool in
             guard case .downloading(let waiters, false) = table[block] else { return false }
             table[block] = .downloading(waiters: waiters, claimed: true)
@@ -170,6 +173,7 @@ final class OpenObject: Sendable {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: range.count, alignment: 64)
         defer { buffer.deallocate() }
         var failure: FSError?
+        var evicted = false
         var crc: UInt32 = 0
         do {
             let statistics = context.statistics
@@ -182,6 +186,10 @@ final class OpenObject: Sendable {
             crc = blockChecksum(UnsafeRawBufferPointer(buffer))
             // Marked present only after its bytes are written: a crash in between just refetches it.
             try context.index.recordBlock(objectID: recordID, block: block, crc: crc, length: range.count)
+        } catch let error as SQLiteError where error.code == 19 /* SQLITE_CONSTRAINT */ {
+            // The object's row is gone (evicted): should not happen while it is in use; keep nothing.
+            context.logger.warning("\(bucket)/\(key) block \(block): the object left the cache during its download")
+            evicted = true
         } catch let error as FetchError {
             failure = FSError(error)
             context.logger.error("\(bucket)/\(key) block \(block): \(error)")
@@ -191,9 +199,13 @@ final class OpenObject: Sendable {
         }
         let waiters = blocks.withLock { table -> [BlockWaiter] in
             guard case .downloading(let waiters, _) = table[block] else { return [] }
-            table[block] = failure.map { .failed($0, until: DispatchTime.now().uptimeNanoseconds + OpenObject.failureMemoryNanoseconds) }
+            table[block] = evicted ? nil : failure.map { .failed($0, until: DispatchTime.now().uptimeNanoseconds + OpenObject.failureMemoryNanoseconds) }
                 ?? .present(crc: crc, verified: true)
             return waiters
+        }
+        if evicted {
+            for waiter in waiters { waiter.blockFinished(.io("the cache dropped \(key) while it was being read; read again")) }
+            return
         }
         if failure == nil {
             context.budget.stored(bytes: range.count)

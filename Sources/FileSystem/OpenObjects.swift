@@ -1,37 +1,61 @@
 import Synchronization
 
-/// The objects that have open handles, shared per object and counted.
+/// The objects in use: with open handles, or with downloads still running (a prefetch can outlive
+/// the handle that started it). Shared per object and counted.
 ///
-/// Eviction consults it under the same lock, so an object is never evicted while it is open or
-/// being opened.
+/// Eviction consults it under the same lock, so an object is never evicted while it is open, being
+/// opened, or being written to.
 final class OpenObjects: Sendable {
-    private let table = Mutex<[String: (object: OpenObject, handles: Int)]>([:])
+    private struct Entry { let object: OpenObject; var handles: Int; var downloads: Int }
+    private let table = Mutex<[String: Entry]>([:])
 
     static func id(bucket: String, key: String) -> String { bucket + "/" + key }
 
     /// The shared object for `id`, created by `make` under the lock if nobody has it open.
     func acquire(id: String, size: Int, make: () throws -> OpenObject) rethrows -> OpenObject {
         try table.withLock { table in
-            if let entry = table[id], entry.object.size == size {
-                table[id] = (entry.object, entry.handles + 1)
+            if var entry = table[id], entry.object.size == size {
+                entry.handles += 1
+                table[id] = entry
                 return entry.object
             }
             let object = try make()
-            table[id] = (object, 1)
+            table[id] = Entry(object: object, handles: 1, downloads: 0)
             return object
         }
     }
 
     func release(_ object: OpenObject) {
+        update(object) { $0.handles -= 1 }
+    }
+
+    /// A download for `object` wants to start: it stays registered (in use) until `downloadEnded`.
+    /// False when nobody has this object open any more: a prefetch for a closed file is dropped
+    /// (eviction may already have removed it).
+    func downloadStarted(_ object: OpenObject) -> Bool {
         let id = OpenObjects.id(bucket: object.bucket, key: object.key)
-        table.withLock { table in
-            guard let entry = table[id], entry.object === object else { return }
-            table[id] = entry.handles > 1 ? (object, entry.handles - 1) : nil
+        return table.withLock { table in
+            guard table[id]?.object === object else { return false }
+            table[id]!.downloads += 1
+            return true
         }
     }
 
-    /// Runs `body` with the ids of open objects while no object can be opened or closed.
+    func downloadEnded(_ object: OpenObject) {
+        update(object) { $0.downloads -= 1 }
+    }
+
+    /// Runs `body` with the ids of objects in use while none can be opened, closed or written.
     func whileFrozen<T>(_ body: (Set<String>) throws -> T) rethrows -> T {
         try table.withLock { try body(Set($0.keys)) }
+    }
+
+    private func update(_ object: OpenObject, _ change: (inout Entry) -> Void) {
+        let id = OpenObjects.id(bucket: object.bucket, key: object.key)
+        table.withLock { table in
+            guard var entry = table[id], entry.object === object else { return }
+            change(&entry)
+            table[id] = entry.handles <= 0 && entry.downloads <= 0 ? nil : entry
+        }
     }
 }
