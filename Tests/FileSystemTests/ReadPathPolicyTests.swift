@@ -1,0 +1,43 @@
+@testable import FileSystem
+import GOESCatalog
+import XCTest
+
+final class ReadPathPolicyTests: XCTestCase {
+    func testSequentialReadsGrowTheWindowAndOneSeekOnlyShrinksIt() {
+        let pattern = ReadPattern()
+        let mib = 1 << 20
+        var windows: [Int] = []
+        for i in 0..<8 { windows.append(pattern.record(offset: i * mib, end: (i + 1) * mib)) }
+        XCTAssertEqual(windows, [0, 2, 4, 8, 16, 16, 16, 16])
+        // A jump far away halves the streak instead of starting over.
+        XCTAssertGreaterThan(pattern.record(offset: 500 * mib, end: 501 * mib), 0)
+    }
+
+    func testRandomReadsNeverPrefetch() {
+        let pattern = ReadPattern()
+        let mib = 1 << 20
+        for offset in [90, 10, 300, 42, 7, 250].map({ $0 * mib }) {
+            XCTAssertEqual(pattern.record(offset: offset, end: offset + 4096), 0)
+        }
+    }
+
+    func testNearestTimeRequestsParse() {
+        XCTAssertEqual(FriendlyView.parseInstant("2023-03-07T14:23Z"), ScanTime(stamp: "20230661423000")!.secondsSinceEpoch)
+        XCTAssertEqual(FriendlyView.parseInstant("2023-03-07T14:23:10Z"), ScanTime(stamp: "20230661423100")!.secondsSinceEpoch)
+        XCTAssertNil(FriendlyView.parseInstant("2023-03-07T14:23"))
+        XCTAssertNil(FriendlyView.parseInstant("2023-02-30T14:23Z"))
+        XCTAssertEqual(FriendlyView.parseDuration("10m"), 600)
+        XCTAssertEqual(FriendlyView.parseDuration("90s"), 90)
+        XCTAssertEqual(FriendlyView.parseDuration("2h"), 7200)
+        XCTAssertNil(FriendlyView.parseDuration("2d"))
+    }
+
+    func testOrbitSlotHandovers() {
+        XCTAssertEqual(OrbitSlot.east.satellite(on: CalendarDay("2025-04-06")!).number, 16)
+        XCTAssertEqual(OrbitSlot.east.satellite(on: CalendarDay("2025-04-07")!).number, 19)
+        XCTAssertEqual(OrbitSlot.west.satellite(on: CalendarDay("2023-01-03")!).number, 17)
+        XCTAssertEqual(OrbitSlot.west.satellite(on: CalendarDay("2023-01-04")!).number, 18)
+        XCTAssertEqual(CalendarDay("2024-12-31")?.keyPath, "2024/366")
+        XCTAssertEqual(CalendarDay(year: 2023, dayOfYear: 66)?.name, "2023-03-07")
+    }
+}
