@@ -11,7 +11,7 @@ enum Daemon {
 
     static func start(arguments: [String], logFile: String, mountpoint: String) throws {
         var pipeEnds: [Int32] = [0, 0]
-        guard pipe(&pipeEnds) == 0 else { throw ValidationError("cannot create a pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&pipeEnds) == 0 else { throw CLIError("cannot create a pipe: \(String(cString: strerror(errno)))") }
         let (readEnd, writeEnd) = (pipeEnds[0], pipeEnds[1])
 
         var actions = posix_spawn_file_actions_t()
@@ -40,7 +40,7 @@ enum Daemon {
         var child: pid_t = 0
         let rc = posix_spawn(&child, "/proc/self/exe", &actions, &attributes, argv, envp)
         close(writeEnd)
-        guard rc == 0 else { throw ValidationError("cannot start the background process: \(String(cString: strerror(rc)))") }
+        guard rc == 0 else { throw CLIError("cannot start the background process: \(String(cString: strerror(rc)))") }
 
         var message = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -54,7 +54,7 @@ enum Daemon {
         let text = String(decoding: message, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard text == "ready" else {
             let reason = text.isEmpty ? "the background process exited before mounting; see \(logFile)" : text
-            FileHandle.standardError.write(Data("goesfs: \(reason)\n".utf8))
+            FileHandle.standardError.write(Data("Error: \(reason)\n".utf8))
             throw ExitCode.failure
         }
         // The mount answers once libfuse's loop runs; a stat proves it before we return.
@@ -69,7 +69,7 @@ enum Daemon {
     static func reportReady() { tell("ready\n") }
 
     static func reportFailure(_ message: String) {
-        FileHandle.standardError.write(Data("goesfs: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
         tell(message + "\n")
     }
 

@@ -64,16 +64,16 @@ struct Mount: ParsableCommand {
     func validate() throws {
         _ = try buckets()
         for url in sourceURLs where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
-            throw ValidationError("a source must be an http:// or https:// URL, not \(url)")
+            throw CLIError("a source must be an http:// or https:// URL, not \(url)")
         }
         if let maxBandwidth, ByteSize.parse(maxBandwidth) == nil {
-            throw ValidationError("--max-bandwidth must be a rate such as 10M (bytes per second), not '\(maxBandwidth)'")
+            throw CLIError("--max-bandwidth must be a rate such as 10M (bytes per second), not '\(maxBandwidth)'")
         }
-        guard maxConnections >= 1, sourceCooldown >= 0 else { throw ValidationError("--max-connections must be ≥ 1 and --source-cooldown ≥ 0") }
+        guard maxConnections >= 1, sourceCooldown >= 0 else { throw CLIError("--max-connections must be ≥ 1 and --source-cooldown ≥ 0") }
         if let cacheSize, ByteSize.parse(cacheSize) == nil {
-            throw ValidationError("--cache-size must be a size such as 500M or 20G, not '\(cacheSize)'")
+            throw CLIError("--cache-size must be a size such as 500M or 20G, not '\(cacheSize)'")
         }
-        guard retries >= 1, readTimeout > 0 else { throw ValidationError("--retries must be ≥ 1 and --read-timeout > 0") }
+        guard retries >= 1, readTimeout > 0 else { throw CLIError("--retries must be ≥ 1 and --read-timeout > 0") }
     }
 
     func run() throws {
@@ -99,7 +99,7 @@ struct Mount: ParsableCommand {
     func buckets() throws -> [String] {
         try satellites.split(separator: ",").map { text in
             guard let satellite = Satellite(parsing: text.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("unknown satellite '\(text)': use 16, 17, 18 or 19")
+                throw CLIError("unknown satellite '\(text)': use 16, 17, 18 or 19")
             }
             return satellite.bucket
         }
@@ -107,12 +107,19 @@ struct Mount: ParsableCommand {
 
     private func prepareCacheDirectory() throws -> String {
         let directory = CacheLocation.resolve(cacheDir)
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw ValidationError("cannot create the cache directory \(directory): \(error.localizedDescription)")
+        // mkdir -p by hand, so the message names the component that failed and why.
+        var path = ""
+        for component in directory.split(separator: "/") {
+            path += "/" + component
+            if mkdir(path, 0o755) != 0 && errno != EEXIST {
+                throw CLIError("cannot create the cache directory \(directory): \(path): \(String(cString: strerror(errno)))")
+            }
         }
-        guard access(directory, W_OK) == 0 else { throw ValidationError("the cache directory \(directory) is not writable") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CLIError("cannot create the cache directory \(directory): something else is in the way")
+        }
+        guard access(directory, W_OK) == 0 else { throw CLIError("the cache directory \(directory) is not writable") }
         return directory
     }
 
