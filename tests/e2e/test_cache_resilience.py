@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from tests.fixtures.goes_fixtures import MiB, big_object, stress_objects
+from tests.support.polling import wait_for
 from tests.support.cache_tools import (daemon_pid, data_file, disk_bytes, kill9, live_blocks,
-                                       live_cached_by_object, open_files_under, snapshot_blocks,
-                                       wait_for)
+                                       live_cached_by_object, open_files_under, snapshot_blocks)
 from tests.support.proxy import Delay
 from tests.support.random_reader import Tally, read_randomly, stress_sources
 

@@ -19,6 +19,7 @@ import pytest
 
 from tests.fixtures.goes_fixtures import MiB, RADC_HOUR, fixture_objects, stress_objects
 from tests.support.proxy import Delay, DropAfter, Proxy, Reset, Respond, Stall
+from tests.support.polling import wait_for
 
 G16 = [o for o in fixture_objects() if o.bucket == "noaa-goes16" and o.key.startswith(RADC_HOUR)]
 FOUR_BLOCKS = next(o for o in G16 if o.size == 3 * MiB + 77)  # blocks 0-3, last one 77 B
@@ -91,15 +92,6 @@ def failing_read(path: Path) -> tuple[int, float]:
         read_whole(path)
     return failure.value.errno, time.monotonic() - began
 
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(interval)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import pytest
 from tests.e2e.conftest import MOUNTS_KEY, ROOT, GoesfsMount, mounted_paths
 from tests.fixtures.goes_fixtures import MiB, RADC_HOUR, fixture_objects
 from tests.support.proxy import Delay
+from tests.support.polling import wait_for
 
 G16 = [o for o in fixture_objects() if o.bucket == "noaa-goes16" and o.key.startswith(RADC_HOUR)]
 BIG = next(o for o in G16 if o.size > 5 * MiB)  # six 1 MiB blocks
@@ -33,19 +34,6 @@ SBIN_HELPER = Path("/sbin/mount.goesfs")
 
 
 # --- helpers ---------------------------------------------------------------
-
-def wait_for(condition, timeout: float, what):
-    """Poll `condition` until it returns something truthy, or fail after `timeout` s
-    (`what` says what was awaited: a string, or a function giving details at failure)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for "
-                                 f"{what() if callable(what) else what}")
-        time.sleep(0.05)
 
 
 def alive(pid: int) -> bool:

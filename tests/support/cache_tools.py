@@ -11,13 +11,10 @@ import shutil
 import signal
 import sqlite3
 import tempfile
-import time
 from contextlib import closing
 from pathlib import Path
-from typing import Callable, TypeVar
 
 MiB = 1024 * 1024
-T = TypeVar("T")
 
 
 def fnv1a64(data: bytes) -> int:
@@ -136,15 +133,3 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
     except (OSError, IndexError):
         return True
-
-
-def wait_for(condition: Callable[[], T], timeout: float, message: str, interval: float = 0.02) -> T:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s: {message}")
-        time.sleep(interval)
