@@ -14,6 +14,8 @@ import tempfile
 from contextlib import closing
 from pathlib import Path
 
+from tests.support.polling import wait_for
+
 MiB = 1024 * 1024
 
 
