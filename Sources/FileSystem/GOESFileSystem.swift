@@ -132,13 +132,20 @@ public final class GOESFileSystem: Sendable {
     }
 
     /// The `.stats` text as it stands now.
-    public func statsReport() -> String { StatsReport.text(statistics.snapshot()) }
+    public func statsReport() -> String { StatsReport.text(snapshot()) }
+
+    /// The figures now, with the count of cached objects from the (local) index.
+    private func snapshot() -> Statistics.Snapshot {
+        var snapshot = statistics.snapshot()
+        snapshot.cachedObjects = (try? context.index.blockSummary().objects) ?? 0
+        return snapshot
+    }
 
     /// A virtual file's content now: rendered once per open, so one reader sees one consistent snapshot.
     func render(_ file: VirtualFile) -> [UInt8] {
         switch file {
-        case .stats: return Array(StatsReport.text(statistics.snapshot()).utf8)
-        case .statsJSON: return Array(StatsJSON.render(statistics.snapshot()).utf8)
+        case .stats: return Array(StatsReport.text(snapshot()).utf8)
+        case .statsJSON: return Array(StatsJSON.render(snapshot()).utf8)
         case .diagnostics: return Array(context.diagnostics.report.utf8)
         }
     }

@@ -42,6 +42,9 @@ public final class Statistics: TransferObserver, Sendable {
         public var evictions = 0
         public var evictedBytes = 0
         public var repairs = 0
+        public var bytesResumed = 0
+        /// Objects with cached blocks (read from the index when a report is rendered).
+        public var cachedObjects = 0
         public var sources: [SourceLine] = []
         public var inFlight: [UInt64: InFlight] = [:]
         var nextTransfer: UInt64 = 1
@@ -153,6 +156,10 @@ public final class Statistics: TransferObserver, Sendable {
 
     public func endTransfer(_ id: UInt64) {
         _ = state.withLock { $0.inFlight.removeValue(forKey: id) }
+    }
+
+    public func transferResumed(key: String, keptBytes: Int) {
+        state.withLock { $0.bytesResumed += keptBytes }
     }
 
     public func sourceDemoted(_ source: String, until: Double) {

@@ -17,6 +17,7 @@ public enum StatsJSON {
         }
         struct Cache: Encodable {
             let bytesFromCache: Int, bytesFromNetwork: Int, hitRatio: Double?
+            let bytesResumed: Int, cachedObjects: Int
             let cachedBytes: Int, limitBytes: Int, evictions: Int, evictedBytes: Int, repairs: Int, notes: [String]
         }
         struct SourceState: Encodable { let url: String, attempts: Int, failures: Int, state: String, demotedUntil: String? }
@@ -51,6 +52,7 @@ public enum StatsJSON {
                             largestBytes: s.largest, smallestBytes: s.smallest),
             cache: .init(bytesFromCache: s.bytesFromCache, bytesFromNetwork: s.bytesFromNetwork,
                          hitRatio: served > 0 ? Double(s.bytesFromCache) / Double(served) : nil,
+                         bytesResumed: s.bytesResumed, cachedObjects: s.cachedObjects,
                          cachedBytes: s.cachedBytes, limitBytes: s.cacheLimit, evictions: s.evictions,
                          evictedBytes: s.evictedBytes, repairs: s.repairs, notes: s.cacheNotes),
             sources: s.sources.map { .init(url: $0.name, attempts: $0.attempts, failures: $0.failures,

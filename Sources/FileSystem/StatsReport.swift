@@ -45,7 +45,8 @@ public enum StatsReport {
             Bytes served from cache: \(s.bytesFromCache) bytes
             Bytes served after download: \(s.bytesFromNetwork) bytes
             Hit ratio: \(hitRatio)
-            Cached: \(ByteFormat.human(s.cachedBytes)) of \(ByteFormat.human(s.cacheLimit)) limit
+            Bytes resumed after an interruption: \(s.bytesResumed) bytes
+            Cached: \(s.cachedObjects) objects, \(ByteFormat.human(s.cachedBytes)) of \(ByteFormat.human(s.cacheLimit)) limit
             Evictions: \(s.evictions) (\(s.evictedBytes) bytes)
             Repairs: \(s.repairs)
 

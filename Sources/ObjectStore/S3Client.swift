@@ -59,6 +59,7 @@ public final class S3Client: Sendable {
         var done = 0
         try withRetries(key: key, kind: .data) { attempt, source, timeouts throws(FetchError) in
             let url = source.objectURL(bucket: bucket, key: key)
+            if done > 0 { observer.transferResumed(key: key, keptBytes: done) }
             let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
             let outcome = handles.withHandle {
                 $0.get(url: url, range: (range.lowerBound + done)..<range.upperBound, target: rest, timeouts: timeouts,

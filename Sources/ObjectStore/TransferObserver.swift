@@ -9,10 +9,13 @@ public protocol TransferObserver: Sendable {
     func transferFailed(kind: RequestKind, key: String, error: FetchError, seconds: Double, attempt: Int, maxAttempts: Int, retryDelay: Double?)
     /// A source failed too often in a row and is skipped until `until` (seconds since the epoch).
     func sourceDemoted(_ source: String, until: Double)
+    /// A cut transfer continues: `keptBytes` already received are not fetched again.
+    func transferResumed(key: String, keptBytes: Int)
 }
 
 extension TransferObserver {
     public func sourceDemoted(_ source: String, until: Double) {}
+    public func transferResumed(key: String, keptBytes: Int) {}
 }
 
 /// Records nothing; for tools that do not report.

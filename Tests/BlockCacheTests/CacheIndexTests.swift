@@ -84,6 +84,41 @@ final class CacheIndexTests: XCTestCase {
         XCTAssertEqual(total, threads * blocksPerThread)
     }
 
+    /// Open descriptors of the index files (database, WAL, shared memory) in this process.
+    private func indexDescriptors() -> Int {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return fds.filter { fd in
+            ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + fd)) ?? "").hasPrefix(directory + "/index.sqlite")
+        }.count
+    }
+
+    /// SQLite may keep a closed connection's descriptors for reuse while another connection of the
+    /// process holds the WAL open (POSIX locks are per process), so the count must stay flat, not at
+    /// its first value: after 10 threads and after 60 it is the same.
+    func testShortLivedThreadsLeaveNoDescriptorsBehind() throws {
+        let index = try CacheIndex(path: directory + "/index.sqlite")
+        _ = try index.cachedBytes() // this thread's connection stays open throughout
+        func runThreads(_ count: Int) {
+            for round in 0..<count {
+                let done = DispatchSemaphore(value: 0)
+                let thread = Thread {
+                    _ = try? index.openObject(bucket: "b", key: "k\(round)", size: 1, etag: "e")
+                    done.signal()
+                }
+                thread.start()
+                done.wait()
+            }
+            let deadline = Date().addingTimeInterval(5)
+            while index.openConnectionCount > 1 && Date() < deadline { usleep(1000) }
+        }
+        runThreads(10)
+        let afterFew = indexDescriptors()
+        runThreads(50)
+        XCTAssertEqual(index.openConnectionCount, 1)
+        XCTAssertEqual(indexDescriptors(), afterFew, "descriptors grew with the number of threads")
+        XCTAssertLessThanOrEqual(afterFew, 6)
+    }
+
     func testDataFileWritesAtOffsetsAndChecksums() throws {
         let file = try DataFile(path: directory + "/" + DataFile.relativePath(bucket: "b", key: "../../etc/passwd"))
         XCTAssertTrue(file.path.hasPrefix(directory + "/objects/"))
