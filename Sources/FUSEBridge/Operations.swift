@@ -122,7 +122,9 @@ extension FUSEBridge {
         }
         ops.getxattr = { req, inode, name, size in
             let bridge = FUSEBridge.from(req)
-            guard let path = bridge.inodes.path(of: inode), let name else { return bridge.replyError(req, FSError.notFound) }
+            // ls -l asks every entry for security.selinux and ACLs: answer those without resolving the path.
+            guard let name, String(cString: name).hasPrefix("user.goes.") else { fuse_reply_err(req, ENODATA); return }
+            guard let path = bridge.inodes.path(of: inode) else { return bridge.replyError(req, FSError.notFound) }
             do {
                 guard let value = try bridge.fileSystem.extendedAttributes(path)[String(cString: name)] else { fuse_reply_err(req, ENODATA); return }
                 bridge.replyXattr(req, bytes: Array(value.utf8), size: size)

@@ -14,6 +14,17 @@ final class ListingCache: Sendable {
         let listing: Listing
         let fetchedAt: Double
         let expiresAt: Double
+        /// The listing indexed once, so a lookup in a folder of thousands is not a linear search.
+        let objectsByKey: [String: ListedObject]
+        let prefixes: Set<String>
+
+        init(listing: Listing, fetchedAt: Double, expiresAt: Double) {
+            self.listing = listing
+            self.fetchedAt = fetchedAt
+            self.expiresAt = expiresAt
+            objectsByKey = Dictionary(listing.objects.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
+            prefixes = Set(listing.commonPrefixes)
+        }
     }
 
     /// How long a fresh listing of a prefix may be used without asking again.

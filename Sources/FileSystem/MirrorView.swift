@@ -28,10 +28,10 @@ struct MirrorView: Sendable {
             let parent = try listing(of: Array(path.dropLast()))
             let name = path.last!
             let prefix = MirrorView.prefix(of: Array(path.dropLast()))
-            if parent.listing.commonPrefixes.contains(prefix + name + "/") {
+            if parent.prefixes.contains(prefix + name + "/") {
                 return directory(validSeconds: parent.expiresAt - parent.fetchedAt)
             }
-            if let object = parent.listing.objects.first(where: { $0.key == prefix + name }) {
+            if let object = parent.objectsByKey[prefix + name] {
                 return fileAttributes(object, validSeconds: parent.expiresAt - parent.fetchedAt)
             }
             throw .notFound
@@ -60,8 +60,8 @@ struct MirrorView: Sendable {
         guard path.count >= 2 else { throw path.isEmpty ? .isDirectory : .notFound }
         let parent = try listing(of: Array(path.dropLast()))
         let key = MirrorView.prefix(of: Array(path.dropLast())) + path.last!
-        guard let object = parent.listing.objects.first(where: { $0.key == key }) else {
-            throw parent.listing.commonPrefixes.contains(key + "/") ? .isDirectory : .notFound
+        guard let object = parent.objectsByKey[key] else {
+            throw parent.prefixes.contains(key + "/") ? .isDirectory : .notFound
         }
         return ObjectRef(bucket: path[0], object: object)
     }

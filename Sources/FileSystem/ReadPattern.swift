@@ -2,28 +2,31 @@ import Synchronization
 
 /// Per open handle: is the reader going through the file in order, and how far ahead to fetch.
 ///
-/// Reads that start near where the previous one ended (the kernel's readahead may reorder them a
-/// little) grow a streak; the prefetch window doubles with it up to `maxBlocks`. A jump elsewhere
-/// halves the streak instead of resetting it, so one seek does not throw away a warmed-up window.
+/// Counts the bytes of the current sequential run: reads that start near where the previous one
+/// ended (the kernel's readahead may reorder them a little) extend it; a jump elsewhere starts a new
+/// run. The window is one block per MiB of run, from 2 up to `maxBlocks`, so the scattered small
+/// reads of an HDF5 header never trigger readahead, while a streaming reader soon gets 16 blocks.
 final class ReadPattern: Sendable {
     static let maxBlocks = 16
     /// How far from the expected offset a read still counts as sequential.
     static let slack = 2 << 20
+    static let blockSize = 1 << 20
 
-    private struct State { var nextOffset = 0; var streak = 0 }
+    private struct State { var nextOffset = 0; var runBytes = 0 }
     private let state = Mutex(State())
 
     /// Records a read of `offset..<end`; returns how many blocks after it to prefetch.
     func record(offset: Int, end: Int) -> Int {
         state.withLock { s in
             if abs(offset - s.nextOffset) <= ReadPattern.slack {
-                s.streak += 1
+                s.runBytes += end - offset
+                s.nextOffset = max(end, s.nextOffset)
             } else {
-                s.streak /= 2
+                s.runBytes = end - offset
+                s.nextOffset = end
             }
-            s.nextOffset = max(end, s.nextOffset)
-            if abs(offset - s.nextOffset) > ReadPattern.slack { s.nextOffset = end }
-            return s.streak < 2 ? 0 : min(ReadPattern.maxBlocks, 1 << min(s.streak - 1, 4))
+            let blocks = s.runBytes / ReadPattern.blockSize
+            return blocks < 2 ? 0 : min(ReadPattern.maxBlocks, blocks)
         }
     }
 }

@@ -4,71 +4,48 @@ import ObjectStore
 /// `.stats.json`: the figures of `.stats` for programs. Field names are stable (documented in
 /// docs/STATS-JSON.md); byte counts are integers, times are ISO 8601 UTC strings, speeds bytes/s.
 public enum StatsJSON {
-    struct Document: Encodable {
-        struct Session: Encodable { let id: String, hostname: String, startTime: String, runtimeSeconds: Double }
-        struct Performance: Encodable {
-            let totalAttempts: Int, successful: Int, failed: Int, retries: Int
-            let notFoundErrors: Int, authErrors: Int, timeouts: Int, networkErrors: Int, serverErrors: Int
-        }
-        struct Download: Encodable {
-            let averageDownloadSeconds: Double?, totalBytes: Int
-            let averageNetworkSpeed: Double?, averageDownloadRate: Double?
-            let largestBytes: Int?, smallestBytes: Int?
-        }
-        struct Cache: Encodable {
-            let bytesFromCache: Int, bytesFromNetwork: Int, hitRatio: Double?
-            let bytesResumed: Int, cachedObjects: Int
-            let cachedBytes: Int, limitBytes: Int, evictions: Int, evictedBytes: Int, repairs: Int, notes: [String]
-        }
-        struct SourceState: Encodable { let url: String, attempts: Int, failures: Int, state: String, demotedUntil: String? }
-        struct Transfer: Encodable { let key: String, bytesDone: Int, bytesTotal: Int, speed: Double?, etaSeconds: Double? }
-        struct ErrorEntry: Encodable { let time: String, category: String, message: String, key: String, attempt: Int, maxAttempts: Int }
-        struct Attempt: Encodable { let time: String, success: Bool, bytes: Int?, seconds: Double, key: String }
-
-        let schemaVersion = 1
-        let session: Session
-        let performance: Performance
-        let download: Download
-        let cache: Cache
-        let sources: [SourceState]
-        let inProgress: [Transfer]
-        let recentErrors: [ErrorEntry]
-        let recentAttempts: [Attempt]
-        let secondsSinceLastSuccess: Double?
-    }
+    /// A figure that may be missing: `null` in the document, never an absent key.
+    private static func value(_ x: Any?) -> Any { x ?? NSNull() }
 
     public static func render(_ s: Statistics.Snapshot) -> String {
         func count(_ c: ErrorCategory) -> Int { s.errorsByCategory[c] ?? 0 }
         let served = s.bytesFromCache + s.bytesFromNetwork
-        let document = Document(
-            session: .init(id: s.sessionID, hostname: s.hostname, startTime: Timestamp.iso(s.startTime), runtimeSeconds: s.now - s.startTime),
-            performance: .init(totalAttempts: s.attempts, successful: s.successes, failed: s.failures, retries: s.retries,
-                               notFoundErrors: count(.notFound), authErrors: count(.auth), timeouts: count(.timeout),
-                               networkErrors: count(.network), serverErrors: count(.server)),
-            download: .init(averageDownloadSeconds: s.successes > 0 ? s.successSeconds / Double(s.successes) : nil,
-                            totalBytes: s.totalBytes,
-                            averageNetworkSpeed: s.receivingSeconds > 0 ? Double(s.totalBytes) / s.receivingSeconds : nil,
-                            averageDownloadRate: s.wallSeconds > 0 ? Double(s.totalBytes) / s.wallSeconds : nil,
-                            largestBytes: s.largest, smallestBytes: s.smallest),
-            cache: .init(bytesFromCache: s.bytesFromCache, bytesFromNetwork: s.bytesFromNetwork,
-                         hitRatio: served > 0 ? Double(s.bytesFromCache) / Double(served) : nil,
-                         bytesResumed: s.bytesResumed, cachedObjects: s.cachedObjects,
-                         cachedBytes: s.cachedBytes, limitBytes: s.cacheLimit, evictions: s.evictions,
-                         evictedBytes: s.evictedBytes, repairs: s.repairs, notes: s.cacheNotes),
-            sources: s.sources.map { .init(url: $0.name, attempts: $0.attempts, failures: $0.failures,
-                                           state: $0.demotedUntil == nil ? "active" : "demoted",
-                                           demotedUntil: $0.demotedUntil.map(Timestamp.iso)) },
-            inProgress: s.inFlight.values.sorted { $0.started < $1.started }.map {
-                .init(key: $0.key, bytesDone: $0.done, bytesTotal: $0.total, speed: $0.rate, etaSeconds: $0.eta.flatMap { $0.isFinite ? $0 : nil })
+        let document: [String: Any] = [
+            "schema_version": 1,
+            "session": ["id": s.sessionID, "hostname": s.hostname, "start_time": Timestamp.iso(s.startTime),
+                        "runtime_seconds": s.now - s.startTime],
+            "performance": ["total_attempts": s.attempts, "successful": s.successes, "failed": s.failures,
+                            "retries": s.retries, "not_found_errors": count(.notFound), "auth_errors": count(.auth),
+                            "timeouts": count(.timeout), "network_errors": count(.network), "server_errors": count(.server)],
+            "download": ["average_download_seconds": value(s.successes > 0 ? s.successSeconds / Double(s.successes) : nil),
+                         "total_bytes": s.totalBytes,
+                         "average_network_speed": value(s.receivingSeconds > 0 ? Double(s.totalBytes) / s.receivingSeconds : nil),
+                         "average_download_rate": value(s.wallSeconds > 0 ? Double(s.totalBytes) / s.wallSeconds : nil),
+                         "largest_bytes": value(s.largest), "smallest_bytes": value(s.smallest)],
+            "cache": ["bytes_from_cache": s.bytesFromCache, "bytes_from_network": s.bytesFromNetwork,
+                      "hit_ratio": value(served > 0 ? Double(s.bytesFromCache) / Double(served) : nil),
+                      "bytes_resumed": s.bytesResumed, "cached_objects": s.cachedObjects,
+                      "cached_bytes": s.cachedBytes, "limit_bytes": s.cacheLimit, "evictions": s.evictions,
+                      "evicted_bytes": s.evictedBytes, "repairs": s.repairs, "notes": s.cacheNotes],
+            "sources": s.sources.map { source -> [String: Any] in
+                ["url": source.name, "attempts": source.attempts, "failures": source.failures,
+                 "state": source.demotedUntil == nil ? "active" : "demoted",
+                 "demoted_until": value(source.demotedUntil.map(Timestamp.iso))]
             },
-            recentErrors: s.recentErrors.map { .init(time: Timestamp.iso($0.at), category: $0.category.rawValue, message: $0.message,
-                                                     key: $0.key, attempt: $0.attempt, maxAttempts: $0.maxAttempts) },
-            recentAttempts: s.recentAttempts.map { .init(time: Timestamp.iso($0.at), success: $0.succeeded, bytes: $0.bytes,
-                                                         seconds: $0.seconds, key: $0.key) },
-            secondsSinceLastSuccess: s.lastSuccess.map { s.now - $0 })
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return String(decoding: (try? encoder.encode(document)) ?? Data("{}".utf8), as: UTF8.self) + "\n"
+            "in_progress": s.inFlight.values.sorted { $0.started < $1.started }.map { t -> [String: Any] in
+                ["key": t.key, "bytes_done": t.done, "bytes_total": t.total, "speed": value(t.rate),
+                 "eta_seconds": value(t.eta.flatMap { $0.isFinite ? $0 : nil })]
+            },
+            "recent_errors": s.recentErrors.map { e -> [String: Any] in
+                ["time": Timestamp.iso(e.at), "category": e.category.rawValue, "message": e.message,
+                 "key": e.key, "attempt": e.attempt, "max_attempts": e.maxAttempts]
+            },
+            "recent_attempts": s.recentAttempts.map { a -> [String: Any] in
+                ["time": Timestamp.iso(a.at), "success": a.succeeded, "bytes": value(a.bytes), "seconds": a.seconds, "key": a.key]
+            },
+            "seconds_since_last_success": value(s.lastSuccess.map { s.now - $0 }),
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self) + "\n"
     }
 }

@@ -31,7 +31,9 @@ struct Stats: ParsableCommand {
             let data = Data(try read(".stats.json").utf8)
             let report = try JSONDecoder.snakeCase.decode(WatchReport.self, from: data)
             let width = terminal ? terminalWidth() : 80
-            let lines = WatchView.lines(report, width: width)
+            let lines = WatchView.lines(report, width: width).map {
+                $0.replacingOccurrences(of: " +$", with: "", options: .regularExpression)
+            }
             // On a terminal: home, then each line cleared to its end, then the rest of the screen (no flicker).
             let frame = terminal ? "\u{1B}[H" + lines.map { $0 + "\u{1B}[K" }.joined(separator: "\n") + "\n\u{1B}[J"
                                  : lines.joined(separator: "\n") + "\n\n"
@@ -91,7 +93,8 @@ enum WatchView {
             lines.append(bar(label: name, done: t.bytesDone, total: t.bytesTotal, speed: t.speed, eta: t.etaSeconds, width: width))
         }
         let eta = speed.flatMap { $0 > 0 ? Double(total - done) / $0 : nil }
-        lines.append(bar(label: "total (\(r.inProgress.count) downloads)", done: done, total: total, speed: speed, eta: eta, width: width))
+        let count = r.inProgress.count == 1 ? "1 download" : "\(r.inProgress.count) downloads"
+        lines.append(bar(label: "total (\(count))", done: done, total: total, speed: speed, eta: eta, width: width))
         return lines
     }
 

@@ -3,14 +3,21 @@ import GOESCatalog
 import XCTest
 
 final class ReadPathPolicyTests: XCTestCase {
-    func testSequentialReadsGrowTheWindowAndOneSeekOnlyShrinksIt() {
+    func testSequentialReadsGrowTheWindowOneBlockPerMiB() {
         let pattern = ReadPattern()
         let mib = 1 << 20
         var windows: [Int] = []
-        for i in 0..<8 { windows.append(pattern.record(offset: i * mib, end: (i + 1) * mib)) }
-        XCTAssertEqual(windows, [0, 2, 4, 8, 16, 16, 16, 16])
-        // A jump far away halves the streak instead of starting over.
-        XCTAssertGreaterThan(pattern.record(offset: 500 * mib, end: 501 * mib), 0)
+        for i in 0..<18 { windows.append(pattern.record(offset: i * mib, end: (i + 1) * mib)) }
+        XCTAssertEqual(windows, [0] + Array(2...16) + [16, 16])
+        // A jump far away starts a new run.
+        XCTAssertEqual(pattern.record(offset: 500 * mib, end: 501 * mib), 0)
+    }
+
+    func testSmallHeaderReadsNeverPrefetch() {
+        // h5netcdf: ~100 reads of 512 B scattered in the first 100 KB, then the last KB.
+        let pattern = ReadPattern()
+        for i in 0..<100 { XCTAssertEqual(pattern.record(offset: (i * 7919) % 100_000, end: (i * 7919) % 100_000 + 512), 0) }
+        XCTAssertEqual(pattern.record(offset: 60_000_000, end: 60_001_024), 0)
     }
 
     func testRandomReadsNeverPrefetch() {
