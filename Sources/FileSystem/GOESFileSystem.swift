@@ -26,6 +26,8 @@ public struct MountConfiguration: Sendable {
     public var downloadThreads: Int
     /// The cache's size cap in bytes.
     public var cacheLimit: Int
+    /// Readahead for sequential readers and next-scan prefetch for readers walking through time.
+    public var prefetch = true
     /// Version lines of the C libraries for `.diagnostics` (SQLite, libfuse), from the layers that own them.
     public var versionLines: [String] = []
 
@@ -45,7 +47,9 @@ public final class GOESFileSystem: Sendable {
     private let namespace: Namespace
     private let context: ReadContext
     private let handles = Mutex<HandleTable>(HandleTable())
-    private let openObjects = OpenObjects()
+    private let openObjects: OpenObjects
+    private let prefetch: Bool
+    private let scans: ScanPrefetcher?
 
     private struct HandleTable {
         var next: UInt64 = 1
@@ -60,16 +64,31 @@ public final class GOESFileSystem: Sendable {
     public init(configuration: MountConfiguration, client: S3Client, index: CacheIndex,
                 statistics: Statistics, logger: Logger) {
         self.statistics = statistics
-        let budget = CacheBudget(limit: configuration.cacheLimit, index: index, openObjects: openObjects,
+        let registry = OpenObjects()
+        openObjects = registry
+        let budget = CacheBudget(limit: configuration.cacheLimit, index: index, openObjects: registry,
                                  cacheDirectory: configuration.cacheDirectory, statistics: statistics, logger: logger)
         let diagnostics = DiagnosticsRunner(sources: client.sources.sources, bucket: configuration.buckets.first ?? "noaa-goes16",
                                             extra: ["goesfs: 0.1.0"] + configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
-        context = ReadContext(client: client, index: index, pool: DownloadPool(threads: configuration.downloadThreads),
-                              statistics: statistics, budget: budget, diagnostics: diagnostics,
-                              openObjects: openObjects, logger: logger,
-                              cacheDirectory: configuration.cacheDirectory, blockSize: CacheIndex.blockSize)
+        let readContext = ReadContext(client: client, index: index, pool: DownloadPool(threads: configuration.downloadThreads),
+                                      statistics: statistics, budget: budget, diagnostics: diagnostics,
+                                      openObjects: registry, logger: logger,
+                                      cacheDirectory: configuration.cacheDirectory, blockSize: CacheIndex.blockSize)
+        context = readContext
         let listings = ListingCache(client: client, index: index, logger: logger)
+        prefetch = configuration.prefetch
+        // A prefetched scan is held open (so it cannot be evicted) until all its blocks are in.
+        scans = configuration.prefetch ? ScanPrefetcher(listings: listings, pool: readContext.pool) { ref, done in
+            let id = OpenObjects.id(bucket: ref.bucket, key: ref.object.key)
+            guard let object = try? registry.acquire(id: id, size: ref.object.size, make: {
+                try OpenObject(bucket: ref.bucket, object: ref.object, context: readContext)
+            }) else { return done() }
+            object.fetchAll {
+                registry.release(object)
+                done()
+            }
+        } : nil
         let now = Date().timeIntervalSince1970
         namespace = Namespace(
             mirror: MirrorView(buckets: configuration.buckets, listings: listings, mountedAt: now),
@@ -104,6 +123,7 @@ public final class GOESFileSystem: Sendable {
             let object = try openObjects.acquire(id: id, size: ref.object.size) {
                 try OpenObject(bucket: ref.bucket, object: ref.object, context: context)
             }
+            scans?.opened(ref)
             return register(.object(object, ReadPattern()))
         } catch {
             throw .io("cannot open the cache for \(id): \(error)")
@@ -115,8 +135,10 @@ public final class GOESFileSystem: Sendable {
         switch handles.withLock({ $0.open[handle] }) {
         case .object(let object, let pattern)?:
             object.read(offset: offset, length: length, reply: reply)
-            let ahead = pattern.record(offset: offset, end: offset + length)
-            if ahead > 0 { object.prefetch(after: offset + length, blocks: ahead) }
+            if prefetch {
+                let ahead = pattern.record(offset: offset, end: offset + length)
+                if ahead > 0 { object.prefetch(after: offset + length, blocks: ahead) }
+            }
         case .snapshot(let bytes)?:
             let start = min(offset, bytes.count), end = min(bytes.count, offset + length)
             reply(.success(Array(bytes[start..<end])))

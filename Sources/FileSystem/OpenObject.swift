@@ -68,9 +68,15 @@ final class OpenObject: Sendable {
         }
     }
 
+    /// Fetches every missing block in the background; `done` runs when all are in (or failed).
+    func fetchAll(done: @escaping @Sendable () -> Void) {
+        guard size > 0 else { return done() }
+        ensure(0...((size - 1) / blockSize), urgent: false) { _, _ in done() }
+    }
+
     /// Makes every block in `wanted` present on disk, then calls `done` with nil on success and
     /// whether anything had to be downloaded.
-    private func ensure(_ wanted: ClosedRange<Int>, done: @escaping @Sendable (FSError?, Bool) -> Void) {
+    private func ensure(_ wanted: ClosedRange<Int>, urgent: Bool = true, done: @escaping @Sendable (FSError?, Bool) -> Void) {
         verifyFirstUse(wanted)
         var waited = false
         let waiter = BlockWaiter { error in done(error, true) }
@@ -102,7 +108,7 @@ final class OpenObject: Sendable {
         if let error = recentFailures.first, !waited { return done(error, false) }
         guard waited else { return done(nil, false) }
         for error in recentFailures { waiter.expectOneMore(); waiter.blockFinished(error) }
-        for block in toFetch { context.pool.submit { [self] in download(block) } }
+        for block in toFetch { context.pool.submit(urgent: urgent) { [self] in download(block) } }
         waiter.armed()
     }
 

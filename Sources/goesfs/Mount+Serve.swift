@@ -36,6 +36,7 @@ extension Mount {
         defer { withExtendedLifetime(lock) {} }
         var configuration = MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory,
                                                cacheLimit: cacheLimit(cacheDirectory: cacheDirectory))
+        configuration.prefetch = !noPrefetch
         configuration.versionLines = ["SQLite: \(CacheIndex.sqliteVersion)", "libfuse: \(MountSession.libfuseVersion)"]
         let fileSystem = GOESFileSystem(
             configuration: configuration,

@@ -55,6 +55,9 @@ struct Mount: ParsableCommand {
     @Option(help: "A TOML file of mount settings; keys mirror these flags (cache_size = \"20G\"). Flags win.")
     var config: String?
 
+    @Flag(help: "Turn off readahead and next-scan prefetch (for comparisons).")
+    var noPrefetch = false
+
     @Flag(help: "Stay in the foreground and log to stderr.")
     var foreground = false
 

@@ -107,7 +107,9 @@ def closed_port_url() -> str:
 
 # --- 1. a scripted mix of outcomes: exact counts, text and JSON agree ---------
 
-def test_stats_counts_match_the_proxy_log(mount, proxy):
+def test_stats_counts_match_the_proxy_log(mount_factory, proxy):
+    # A scripted sequence of requests: no prefetch of the next scans mixing in its own.
+    mount = mount_factory("m", "16,18", "--no-prefetch")
     for o in (OK_A, OK_B, NOT_FOUND, FLAKY, CUT):
         os.stat(path_of(mount, o))  # listings first, without faults
     proxy.reset()
