@@ -31,6 +31,10 @@ final class ResponseSink {
     var totalSize: Int?
     let bandwidth: BandwidthLimit?
     var progress: ((Int) -> Void)?
+    /// Bytes not yet reported to `progress`: reported in batches, so eight download threads do not
+    /// queue on the statistics lock for every 16 KB chunk.
+    var unreportedBytes = 0
+    static let progressBatch = 256 << 10
     /// Requests libcurl actually sent: more than one when it silently resent on a dead reused connection.
     var requestsSent = 0
     /// When the last byte (header or body) arrived, for stall detection.
@@ -46,6 +50,11 @@ final class ResponseSink {
         self.target = target
         self.expectsRange = target != nil
         self.rangeStart = rangeStart
+    }
+
+    func flushProgress() {
+        if unreportedBytes > 0 { progress?(unreportedBytes) }
+        unreportedBytes = 0
     }
 
     func header(_ line: UnsafeRawBufferPointer) {
@@ -79,7 +88,8 @@ final class ResponseSink {
         if n > 0 {
             UnsafeMutableRawBufferPointer(rebasing: target[received..<(received + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: chunk[..<n]))
             received += n
-            progress?(n)
+            unreportedBytes += n
+            if unreportedBytes >= ResponseSink.progressBatch { flushProgress() }
         }
         // More than asked for (a server that ignored Range): stop the transfer, we have our bytes.
         if n < chunk.count { overflowed = true; return false }
@@ -191,6 +201,7 @@ final class CurlHandle: @unchecked Sendable {
 
         let started = DispatchTime.now().uptimeNanoseconds
         let code = curl_easy_perform(handle)
+        sink.flushProgress()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         var phases = PhaseTimings()
         _ = goesfs_curl_get_double(handle, CURLINFO_NAMELOOKUP_TIME, &phases.dns)
