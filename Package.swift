@@ -18,11 +18,11 @@ let package = Package(
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
-        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CChecksum"),
 
         .target(name: "GOESCatalog"),
         .target(name: "ObjectStore", dependencies: ["CCurl", "GOESCatalog"]),
-        .target(name: "BlockCache", dependencies: ["CSQLite", "CZlib"]),
+        .target(name: "BlockCache", dependencies: ["CSQLite", "CChecksum"]),
         .target(name: "FileSystem", dependencies: [
             "GOESCatalog", "ObjectStore", "BlockCache",
             .product(name: "Logging", package: "swift-log"),

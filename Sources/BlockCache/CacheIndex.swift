@@ -16,7 +16,7 @@ public struct CachedObject: Sendable {
 /// Each thread gets its own connection, opened on first use and closed when the thread exits
 /// (a pthread key destructor). A connection is never shared across threads.
 public final class CacheIndex: Sendable {
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
     /// Bytes per block, fixed by the cache format: block `i` of an object sits at offset `i × blockSize`.
     public static let blockSize = 1 << 20
     public let path: String
@@ -92,9 +92,13 @@ public final class CacheIndex: Sendable {
                 CREATE TABLE IF NOT EXISTS listings(
                     bucket TEXT NOT NULL, prefix TEXT NOT NULL, fetched_at REAL NOT NULL, body TEXT NOT NULL,
                     PRIMARY KEY(bucket, prefix)) WITHOUT ROWID;
-                PRAGMA user_version = 1;
+                PRAGMA user_version = 2;
                 COMMIT;
                 """)
+        } else if version < 2 {
+            // Version 2 checksums blocks with CRC-32C instead of zlib's CRC-32: old checksums cannot
+            // vouch for anything, so those blocks are forgotten (and fetched again when read).
+            try connection.execute("BEGIN; DELETE FROM blocks; PRAGMA user_version = 2; COMMIT;")
         }
     }
 

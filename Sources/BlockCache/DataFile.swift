@@ -1,4 +1,4 @@
-import CZlib
+import CChecksum
 import Foundation
 
 /// The sparse file that holds one object's cached blocks at their own offsets.
@@ -7,7 +7,8 @@ import Foundation
 /// the index's business; this type only moves bytes.
 public final class DataFile: Sendable {
     public let path: String
-    private let descriptor: Int32
+    /// The open descriptor, for zero-copy replies; valid while this object lives.
+    public let descriptor: Int32
 
     public init(path: String) throws {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
@@ -41,6 +42,12 @@ public final class DataFile: Sendable {
         return done
     }
 
+    /// The file's length now (a block verified earlier could have been cut since by someone else).
+    public var length: Int {
+        var st = stat()
+        return fstat(descriptor, &st) == 0 ? Int(st.st_size) : 0
+    }
+
     /// Drops every byte (the object changed at the source).
     public func truncate() throws {
         if ftruncate(descriptor, 0) != 0 { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
@@ -55,9 +62,9 @@ public final class DataFile: Sendable {
     }
 }
 
-/// CRC-32 (zlib's) of a block, recorded in the index and checked when the block is read back.
+/// CRC-32C of a block, recorded in the index and checked when the block is read back.
 public func blockChecksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-    UInt32(crc32(0, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), uInt(bytes.count)))
+    goesfs_crc32c(0, bytes.baseAddress, bytes.count)
 }
 
 extension String {

@@ -3,6 +3,7 @@
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
 #include <errno.h>
+#include <stddef.h>
 
 static inline int goesfs_session_loop_mt(struct fuse_session *se, struct fuse_loop_config *cfg) {
     return fuse_session_loop_mt(se, cfg);
@@ -13,4 +14,17 @@ static inline int goesfs_fi_flags(const struct fuse_file_info *fi) { return fi->
 static inline struct fuse_session *goesfs_session_new(struct fuse_args *args,
         const struct fuse_lowlevel_ops *ops, void *userdata) {
     return fuse_session_new(args, ops, sizeof(*ops), userdata);
+}
+
+/* Replies to a read with bytes of a file, spliced by the kernel when it can (no copy through us). */
+static inline int goesfs_reply_file_range(fuse_req_t req, int fd, off_t offset, size_t size) {
+    struct fuse_bufvec buffers = FUSE_BUFVEC_INIT(size);
+    buffers.buf[0].flags = (enum fuse_buf_flags)(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    buffers.buf[0].fd = fd;
+    buffers.buf[0].pos = offset;
+    return fuse_reply_data(req, &buffers, FUSE_BUF_SPLICE_MOVE);
+}
+static inline void goesfs_want_splice(struct fuse_conn_info *conn) {
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+    if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
 }

@@ -12,6 +12,7 @@ extension FUSEBridge {
             conn.pointee.max_readahead = FUSEBridge.maxTransfer
             // Raising max_write also raises the kernel's max pages per request, so reads reach 1 MiB.
             conn.pointee.max_write = FUSEBridge.maxTransfer
+            goesfs_want_splice(conn)
         }
         ops.lookup = { req, parent, name in
             let bridge = FUSEBridge.from(req)
@@ -89,8 +90,12 @@ extension FUSEBridge {
             let pending = PendingRequest(raw: req)
             bridge.fileSystem.read(handle: fi!.pointee.fh, offset: Int(offset), length: size) { result in
                 switch result {
-                case .success(let bytes):
+                case .success(.bytes(let bytes)):
                     _ = bytes.withUnsafeBytes { fuse_reply_buf(pending.raw, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+                case .success(.fileRange(let descriptor, let offset, let length, let owner)):
+                    withExtendedLifetime(owner) {
+                        _ = goesfs_reply_file_range(pending.raw, descriptor, off_t(offset), length)
+                    }
                 case .failure(let error):
                     fuse_reply_err(pending.raw, error.errno)
                 }

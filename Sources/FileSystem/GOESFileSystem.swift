@@ -131,7 +131,7 @@ public final class GOESFileSystem: Sendable {
     }
 
     /// Reads from an open handle; `reply` runs exactly once, possibly on another thread.
-    public func read(handle: UInt64, offset: Int, length: Int, reply: @escaping @Sendable (Result<[UInt8], FSError>) -> Void) {
+    public func read(handle: UInt64, offset: Int, length: Int, reply: @escaping @Sendable (Result<ReadData, FSError>) -> Void) {
         switch handles.withLock({ $0.open[handle] }) {
         case .object(let object, let pattern)?:
             object.read(offset: offset, length: length, reply: reply)
@@ -141,7 +141,7 @@ public final class GOESFileSystem: Sendable {
             }
         case .snapshot(let bytes)?:
             let start = min(offset, bytes.count), end = min(bytes.count, offset + length)
-            reply(.success(Array(bytes[start..<end])))
+            reply(.success(.bytes(Array(bytes[start..<end]))))
         case nil:
             reply(.failure(.io("unknown file handle \(handle)")))
         }

@@ -25,3 +25,10 @@ enum VirtualFile: String, CaseIterable {
     case statsJSON = ".stats.json"
     case diagnostics = ".diagnostics"
 }
+
+/// The answer to a read: bytes in memory, or a range of a cache file the bridge can splice to the
+/// kernel without copying. `owner` keeps the file's descriptor open until the reply is sent.
+public enum ReadData: @unchecked Sendable {
+    case bytes([UInt8])
+    case fileRange(descriptor: Int32, offset: Int, length: Int, owner: AnyObject)
+}

@@ -45,12 +45,17 @@ final class OpenObject: Sendable {
     }
 
     /// Reads `length` bytes at `offset`, fetching missing blocks; `reply` may run on a download thread.
-    func read(offset: Int, length: Int, isRetry: Bool = false, reply: @escaping @Sendable (Result<[UInt8], FSError>) -> Void) {
+    func read(offset: Int, length: Int, isRetry: Bool = false, reply: @escaping @Sendable (Result<ReadData, FSError>) -> Void) {
         let end = min(size, offset + length)
-        guard offset < end else { return reply(.success([])) }
+        guard offset < end else { return reply(.success(.bytes([]))) }
         let wanted = (offset / blockSize)...((end - 1) / blockSize)
         ensure(wanted) { [self] error, downloaded in
             if let error { return reply(.failure(error)) }
+            // All blocks verified and the file long enough: let the kernel take the bytes from it.
+            if dataFile.length >= end {
+                context.statistics.recordRead(bytes: end - offset, fromCache: !downloaded)
+                return reply(.success(.fileRange(descriptor: dataFile.descriptor, offset: offset, length: end - offset, owner: self)))
+            }
             var bytes = [UInt8](repeating: 0, count: end - offset)
             do {
                 let got = try bytes.withUnsafeMutableBytes { try dataFile.read(into: $0, at: offset) }
@@ -61,7 +66,7 @@ final class OpenObject: Sendable {
                     return read(offset: offset, length: length, isRetry: true, reply: reply)
                 }
                 context.statistics.recordRead(bytes: bytes.count, fromCache: !downloaded)
-                reply(.success(bytes))
+                reply(.success(.bytes(bytes)))
             } catch {
                 reply(.failure(.io("cannot read the cache file \(dataFile.path): \(error)")))
             }
@@ -138,8 +143,12 @@ final class OpenObject: Sendable {
         }
         for (block, crc) in unverified {
             let range = byteRange(of: block)
-            var buffer = [UInt8](repeating: 0, count: range.count)
-            let got = (try? buffer.withUnsafeMutableBytes { try dataFile.read(into: $0, at: range.lowerBound) }) ?? 0
+            var got = 0
+            // Not zero-filled first: every byte checked is one pread just wrote.
+            let buffer = [UInt8](unsafeUninitializedCapacity: range.count) { storage, count in
+                got = (try? dataFile.read(into: UnsafeMutableRawBufferPointer(storage), at: range.lowerBound)) ?? 0
+                count = got
+            }
             let actual = buffer.withUnsafeBytes { blockChecksum($0) }
             if got == range.count && actual == crc {
                 blocks.withLock { table in

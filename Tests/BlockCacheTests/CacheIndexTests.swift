@@ -93,8 +93,8 @@ final class CacheIndexTests: XCTestCase {
     }
 
     /// SQLite may keep a closed connection's descriptors for reuse while another connection of the
-    /// process holds the WAL open (POSIX locks are per process), so the count must stay flat, not at
-    /// its first value: after 10 threads and after 60 it is the same.
+    /// process holds the WAL open (POSIX locks are per process): the count must stay small and
+    /// flat, whatever the number of threads that came and went.
     func testShortLivedThreadsLeaveNoDescriptorsBehind() throws {
         let index = try CacheIndex(path: directory + "/index.sqlite")
         _ = try index.cachedBytes() // this thread's connection stays open throughout
@@ -111,12 +111,11 @@ final class CacheIndexTests: XCTestCase {
             let deadline = Date().addingTimeInterval(5)
             while index.openConnectionCount > 1 && Date() < deadline { usleep(1000) }
         }
-        runThreads(10)
-        let afterFew = indexDescriptors()
-        runThreads(50)
+        runThreads(60)
         XCTAssertEqual(index.openConnectionCount, 1)
-        XCTAssertEqual(indexDescriptors(), afterFew, "descriptors grew with the number of threads")
-        XCTAssertLessThanOrEqual(afterFew, 6)
+        // This thread's connection holds 3 (database, WAL, shared memory); SQLite may park up to a
+        // few more for reuse. Sixty leaked connections would hold 180.
+        XCTAssertLessThanOrEqual(indexDescriptors(), 6, "descriptors grew with the number of threads")
     }
 
     func testDataFileWritesAtOffsetsAndChecksums() throws {
@@ -128,7 +127,7 @@ final class CacheIndexTests: XCTestCase {
         let got = try back.withUnsafeMutableBytes { try file.read(into: $0, at: 1000) }
         XCTAssertEqual(got, 200)
         XCTAssertEqual(Array(back[0..<200]), bytes)
-        XCTAssertEqual("123456789".utf8.withContiguousStorageIfAvailable { blockChecksum(UnsafeRawBufferPointer($0)) }, 0xCBF43926)
+        XCTAssertEqual("123456789".utf8.withContiguousStorageIfAvailable { blockChecksum(UnsafeRawBufferPointer($0)) }, 0xE3069283) // CRC-32C check value
     }
 }
 

@@ -1,7 +1,7 @@
 # Shared by scripts/test and mount-scripts/goesfs-up: install only what is missing.
 # Source it; it expects REPO_ROOT to be set.
 
-GOESFS_APT_PACKAGES=(libfuse3-dev fuse3 libcurl4-openssl-dev libsqlite3-dev zlib1g-dev pkg-config)
+GOESFS_APT_PACKAGES=(libfuse3-dev fuse3 libcurl4-openssl-dev libsqlite3-dev pkg-config)
 
 # apt-get only when a package is really missing (dpkg -s also "finds" removed ones).
 ensure_apt_packages() {
