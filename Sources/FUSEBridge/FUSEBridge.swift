@@ -12,7 +12,8 @@ import Synchronization
 public final class FUSEBridge: Sendable {
     let fileSystem: GOESFileSystem
     let inodes = InodeTable()
-    let directories = Mutex<[UInt64: [DirectoryEntry]]>([:])
+    /// Open directories: their path and the entries as listed at opendir.
+    let directories = Mutex<[UInt64: (path: [String], entries: [DirectoryEntry])]>([:])
     let nextDirectoryHandle = Mutex<UInt64>(1)
     let logger: Logger
     let ownership: Ownership

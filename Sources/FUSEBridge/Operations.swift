@@ -51,7 +51,7 @@ extension FUSEBridge {
                 // A snapshot per open directory keeps readdir offsets stable across calls.
                 let entries = try bridge.fileSystem.entries(path)
                 let handle = bridge.nextDirectoryHandle.withLock { n -> UInt64 in defer { n += 1 }; return n }
-                bridge.directories.withLock { $0[handle] = entries }
+                bridge.directories.withLock { $0[handle] = (path, entries) }
                 fi!.pointee.fh = handle
                 fuse_reply_open(req, fi)
             } catch {
@@ -59,7 +59,11 @@ extension FUSEBridge {
             }
         }
         ops.readdir = { req, inode, size, offset, fi in
-            FUSEBridge.from(req).readDirectory(req, inode: inode, size: size, offset: Int(offset), handle: fi!.pointee.fh)
+            FUSEBridge.from(req).readDirectory(req, size: size, offset: Int(offset), handle: fi!.pointee.fh, plus: false)
+        }
+        // With attributes: `ls -l` of a big folder then needs no lookup per entry.
+        ops.readdirplus = { req, inode, size, offset, fi in
+            FUSEBridge.from(req).readDirectory(req, size: size, offset: Int(offset), handle: fi!.pointee.fh, plus: true)
         }
         ops.releasedir = { req, _, fi in
             let handle = fi!.pointee.fh
@@ -168,35 +172,62 @@ extension FUSEBridge {
         else { bytes.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) } }
     }
 
-    func readDirectory(_ req: fuse_req_t?, inode: UInt64, size: Int, offset: Int, handle: UInt64) {
-        guard let entries = directories.withLock({ $0[handle] }) else { return replyError(req, FSError.io("bad directory handle")) }
+    /// Fills a readdir(plus) reply from the directory's snapshot. Offsets 0 and 1 are "." and "..";
+    /// entry i of the snapshot is offset i + 2. With `plus`, each entry carries its attributes and
+    /// counts as a lookup (taken back if it did not fit in the buffer).
+    func readDirectory(_ req: fuse_req_t?, size: Int, offset: Int, handle: UInt64, plus: Bool) {
+        guard let directory = directories.withLock({ $0[handle] }) else { return replyError(req, FSError.io("bad directory handle")) }
+        let entries = directory.entries
         var buffer = [CChar](repeating: 0, count: size)
         var used = 0
-        // Offsets 0 and 1 are "." and ".."; entry i of the snapshot is offset i + 2.
         var index = offset
         while index < entries.count + 2 {
-            let name: String
-            var st = Glibc.stat()
-            if index < 2 {
-                name = index == 0 ? "." : ".."
-                st.st_mode = S_IFDIR
+            var needed = 0
+            if index < 2 || !plus {
+                let name = index == 0 ? "." : index == 1 ? ".." : entries[index - 2].name
+                let fileType = index < 2 ? S_IFDIR : mode(of: entries[index - 2].attributes.kind)
+                if plus {
+                    // "." and "..": node 0 tells the kernel there is nothing to link (no lookup taken);
+                    // st_ino must not be 0, or readdir(3) hides the entry.
+                    var param = fuse_entry_param()
+                    param.attr.st_mode = fileType
+                    param.attr.st_ino = UInt.max
+                    needed = buffer.withUnsafeMutableBufferPointer { b in
+                        fuse_add_direntry_plus(req, b.baseAddress! + used, size - used, name, &param, off_t(index + 1))
+                    }
+                } else {
+                    var st = Glibc.stat()
+                    st.st_mode = fileType
+                    st.st_ino = UInt.max // unknown here; the kernel looks names up before using them
+                    needed = buffer.withUnsafeMutableBufferPointer { b in
+                        fuse_add_direntry(req, b.baseAddress! + used, size - used, name, &st, off_t(index + 1))
+                    }
+                }
             } else {
                 let entry = entries[index - 2]
-                name = entry.name
-                switch entry.attributes.kind {
-                case .directory: st.st_mode = S_IFDIR
-                case .symlink: st.st_mode = S_IFLNK
-                case .file, .virtualFile: st.st_mode = S_IFREG
+                let inode = inodes.reference(directory.path + [entry.name])
+                var param = fuse_entry_param()
+                param.ino = inode
+                param.attr = stat(for: entry.attributes, inode: inode)
+                param.attr_timeout = entry.attributes.validSeconds
+                param.entry_timeout = entry.attributes.validSeconds
+                needed = buffer.withUnsafeMutableBufferPointer { b in
+                    fuse_add_direntry_plus(req, b.baseAddress! + used, size - used, entry.name, &param, off_t(index + 1))
                 }
-            }
-            st.st_ino = UInt.max // unknown here; the kernel looks names up before using them
-            let needed = buffer.withUnsafeMutableBufferPointer { b in
-                fuse_add_direntry(req, b.baseAddress! + used, size - used, name, &st, off_t(index + 1))
+                if needed > size - used { inodes.forget(inode, count: 1) }
             }
             if needed > size - used { break }
             used += needed
             index += 1
         }
         fuse_reply_buf(req, buffer, used)
+    }
+
+    private func mode(of kind: NodeAttributes.Kind) -> mode_t {
+        switch kind {
+        case .directory: return S_IFDIR
+        case .symlink: return S_IFLNK
+        case .file, .virtualFile: return S_IFREG
+        }
     }
 }
