@@ -13,15 +13,17 @@ final class CacheBudget: Sendable {
     private let evicting = Mutex(false)
     private let index: CacheIndex
     private let openObjects: OpenObjects
+    private let verified: VerifiedBlocks
     private let cacheDirectory: String
     private let statistics: Statistics
     private let logger: Logger
 
-    init(limit: Int, index: CacheIndex, openObjects: OpenObjects, cacheDirectory: String,
+    init(limit: Int, index: CacheIndex, openObjects: OpenObjects, verified: VerifiedBlocks, cacheDirectory: String,
          statistics: Statistics, logger: Logger) {
         self.limit = limit
         self.index = index
         self.openObjects = openObjects
+        self.verified = verified
         self.cacheDirectory = cacheDirectory
         self.statistics = statistics
         self.logger = logger
@@ -60,6 +62,7 @@ final class CacheBudget: Sendable {
                     unlink(path)
                     do {
                         try index.removeObject(id: candidate.id)
+                        verified.remove(objectID: candidate.id)
                         freed += candidate.bytes
                         statistics.recordEviction(bytes: candidate.bytes)
                     } catch {

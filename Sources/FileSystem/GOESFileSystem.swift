@@ -14,6 +14,7 @@ struct ReadContext: Sendable {
     let budget: CacheBudget
     let diagnostics: DiagnosticsRunner
     let openObjects: OpenObjects
+    let verified: VerifiedBlocks
     let logger: Logger
     let cacheDirectory: String
     let blockSize: Int
@@ -66,14 +67,15 @@ public final class GOESFileSystem: Sendable {
         self.statistics = statistics
         let registry = OpenObjects()
         openObjects = registry
-        let budget = CacheBudget(limit: configuration.cacheLimit, index: index, openObjects: registry,
+        let verified = VerifiedBlocks()
+        let budget = CacheBudget(limit: configuration.cacheLimit, index: index, openObjects: registry, verified: verified,
                                  cacheDirectory: configuration.cacheDirectory, statistics: statistics, logger: logger)
         let diagnostics = DiagnosticsRunner(sources: client.sources.sources, bucket: configuration.buckets.first ?? "noaa-goes16",
                                             extra: ["goesfs: 0.1.0"] + configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
         let readContext = ReadContext(client: client, index: index, pool: DownloadPool(threads: configuration.downloadThreads),
                                       statistics: statistics, budget: budget, diagnostics: diagnostics,
-                                      openObjects: registry, logger: logger,
+                                      openObjects: registry, verified: verified, logger: logger,
                                       cacheDirectory: configuration.cacheDirectory, blockSize: CacheIndex.blockSize)
         context = readContext
         let listings = ListingCache(client: client, index: index, logger: logger)

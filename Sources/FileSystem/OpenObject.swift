@@ -39,9 +39,15 @@ final class OpenObject: Sendable {
         self.context = context
         dataFile = try DataFile(path: context.cacheDirectory + "/" + DataFile.relativePath(bucket: bucket, key: object.key))
         let record = try context.index.openObject(bucket: bucket, key: object.key, size: object.size, etag: object.etag)
-        if record.invalidated { try dataFile.truncate() }
+        if record.invalidated {
+            try dataFile.truncate()
+            context.verified.remove(objectID: record.id)
+        }
         recordID = record.id
-        blocks = Mutex(record.blocks.mapValues { .present(crc: $0, verified: false) })
+        let verified = context.verified
+        blocks = Mutex(Dictionary(uniqueKeysWithValues: record.blocks.map { block, crc in
+            (block, BlockState.present(crc: crc, verified: verified.contains(objectID: record.id, block: block)))
+        }))
     }
 
     /// Reads `length` bytes at `offset`, fetching missing blocks; `reply` may run on a download thread.
@@ -154,6 +160,7 @@ final class OpenObject: Sendable {
                 blocks.withLock { table in
                     if case .present(crc, false) = table[block] { table[block] = .present(crc: crc, verified: true) }
                 }
+                context.verified.insert(objectID: recordID, block: block)
             } else {
                 forget(block...block, reason: got < range.count ? "cached block \(block) is missing bytes" : "cached block \(block) failed its checksum")
             }
@@ -168,7 +175,10 @@ final class OpenObject: Sendable {
                 return true
             }
         }
-        for block in dropped { try? context.index.dropBlock(objectID: recordID, block: block) }
+        for block in dropped {
+            try? context.index.dropBlock(objectID: recordID, block: block)
+            context.verified.remove(objectID: recordID, block: block)
+        }
         context.budget.dropped(bytes: dropped.reduce(0) { $0 + byteRange(of: $1).count })
         context.logger.warning("\(bucket)/\(key): \(reason); fetching it again")
         context.statistics.recordRepair("repaired \(bucket)/\(key): \(reason)")
@@ -223,6 +233,7 @@ final class OpenObject: Sendable {
             return
         }
         if failure == nil {
+            context.verified.insert(objectID: recordID, block: block)
             context.budget.stored(bytes: range.count)
             context.diagnostics.downloadSucceeded()
         } else {

@@ -1,0 +1,24 @@
+import Synchronization
+
+/// Blocks whose bytes this mount wrote or already checked, by object row: they need no checksum
+/// pass when another handle (or a prefetch's successor) opens the object again.
+final class VerifiedBlocks: Sendable {
+    private let table = Mutex<[Int64: Set<Int>]>([:])
+
+    func insert(objectID: Int64, block: Int) {
+        _ = table.withLock { $0[objectID, default: []].insert(block) }
+    }
+
+    func contains(objectID: Int64, block: Int) -> Bool {
+        table.withLock { $0[objectID]?.contains(block) ?? false }
+    }
+
+    func remove(objectID: Int64, block: Int) {
+        _ = table.withLock { $0[objectID]?.remove(block) }
+    }
+
+    /// The object left the cache (evicted or changed at the source).
+    func remove(objectID: Int64) {
+        _ = table.withLock { $0.removeValue(forKey: objectID) }
+    }
+}
