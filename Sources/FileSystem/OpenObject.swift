@@ -123,20 +123,24 @@ final class OpenObject: Sendable {
         waiter.armed()
     }
 
-    /// Starts downloads of up to `blocks` blocks from the one holding `offset`, with nobody waiting:
-    /// a sequential reader will want them next.
+    /// Prepares up to `blocks` blocks from the one holding `offset`, with nobody waiting: a
+    /// sequential reader will want them next. Missing blocks are downloaded; cached ones not yet
+    /// checked in this mount are checksummed now, in parallel, instead of in the reader's way.
     func prefetch(after offset: Int, blocks count: Int) {
         guard offset < size else { return }
         let first = offset / blockSize
         let last = min((size - 1) / blockSize, first + count - 1)
+        var toVerify: [Int] = []
         let toFetch = blocks.withLock { table in
             (first...last).filter { block in
+                if case .present(_, false) = table[block] { toVerify.append(block) }
                 guard table[block] == nil else { return false }
                 table[block] = .downloading(waiters: [], claimed: false)
                 return true
             }
         }
         for block in toFetch { context.pool.submit(urgent: false) { [self] in download(block) } }
+        for block in toVerify { context.pool.submit(urgent: false) { [self] in verifyFirstUse(block...block) } }
     }
 
     /// Checks blocks read for the first time in this mount against their recorded checksums.
