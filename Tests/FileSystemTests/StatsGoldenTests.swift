@@ -1,0 +1,83 @@
+@testable import FileSystem
+import ObjectStore
+import XCTest
+
+/// The whole `.stats` text for a scripted sequence of events with a fixed clock: every section,
+/// in order, exactly as a user sees it.
+final class StatsGoldenTests: XCTestCase {
+    final class Clock: @unchecked Sendable { var now = 1_764_370_330.0 }
+
+    func testWholeReport() {
+        let clock = Clock()
+        let stats = Statistics(sessionID: "1764370330-4567", hostname: "dev-machine.local", clock: { clock.now })
+        clock.now += 1
+        stats.transferSucceeded(key: "ABI-L1b-RadC/2023/066/14/OR_a.nc", bytes: 1_048_576, seconds: 0.5, attempt: 1)
+        stats.transferFailed(kind: .data, key: "ABI-L1b-RadC/2023/066/14/OR_b.nc",
+                             error: FetchError(category: .timeout, message: "transfer stalled"),
+                             seconds: 10, attempt: 1, maxAttempts: 5, retryDelay: 0.5)
+        stats.transferResumed(key: "ABI-L1b-RadC/2023/066/14/OR_b.nc", keptBytes: 4096)
+        stats.transferSucceeded(key: "ABI-L1b-RadC/2023/066/14/OR_b.nc", bytes: 1_044_480, seconds: 0.5, attempt: 2)
+        stats.recordRead(bytes: 1_048_576, fromCache: false)
+        stats.recordRead(bytes: 3_145_728, fromCache: true)
+        stats.updateCacheUsage(bytes: 2_097_152, limit: 10_000_000_000)
+        stats.recordEviction(bytes: 1_048_576)
+        stats.recordRepair("repaired noaa-goes16/k: cached block 0 failed its checksum")
+        let transfer = stats.beginTransfer(key: "ABI-L1b-RadC/2023/066/14/OR_c.nc", bytes: 1_048_576)
+        stats.transferProgress(transfer, bytes: 262_144)
+        clock.now += 1
+        stats.transferProgress(transfer, bytes: 262_144)
+        var snapshot = stats.snapshot()
+        snapshot.cachedObjects = 2
+        XCTAssertEqual(StatsReport.text(snapshot), """
+            S3 Download Statistics:
+            ---------------------
+            Session ID: 1764370330-4567
+            Hostname: dev-machine.local
+            Start time: 2025-11-28T22:52:10.000000Z
+
+            Performance Summary:
+            Total attempts: 3
+            Successful: 2 (66.7%)
+            Failed: 1
+            Retries: 1
+            Not found errors: 0
+            Auth errors: 0
+            Timeouts: 1
+            Network errors: 0
+            Server errors: 0
+
+            Download Metrics:
+            Average download time: 0.50 seconds
+            Total bytes: 2093056 bytes
+            Average network speed: 2.09 MB/s
+            Average download rate: 0.18 MB/s
+            Largest file: 1048576 bytes
+            Smallest file: 1044480 bytes
+            Total runtime: 2.0 seconds
+
+            Cache:
+            Bytes served from cache: 3145728 bytes
+            Bytes served after download: 1048576 bytes
+            Hit ratio: 75.0%
+            Bytes resumed after an interruption: 4096 bytes
+            Cached: 2 objects, 2.1 MB of 10.0 GB limit
+            Evictions: 1 (1048576 bytes)
+            Repairs: 1
+            [2025-11-28T22:52:11.000000Z] repaired noaa-goes16/k: cached block 0 failed its checksum
+
+            In progress:
+            1. .../OR_c.nc: 524288 / 1048576 bytes, 0.52 MB/s, ETA 1.0 s
+
+            Recent errors:
+            1. [2025-11-28T22:52:11.000000Z] timeout: transfer stalled (key ABI-L1b-RadC/2023/066/14/OR_b.nc, attempt 1/5)
+
+            Recent download attempts:
+            1. [2025-11-28T22:52:11.000000Z] ✓ Success - Size: 1.0 MB, Time: 0.50s, Key: .../OR_a.nc
+            2. [2025-11-28T22:52:11.000000Z] ✗ Failed - Size: N/A, Time: 10.00s, Key: .../OR_b.nc
+            3. [2025-11-28T22:52:11.000000Z] ✓ Success - Size: 1.0 MB, Time: 0.50s, Key: .../OR_b.nc
+
+            Time since last successful download: 1.0 seconds
+
+            """)
+    }
+}
