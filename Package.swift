@@ -21,14 +21,15 @@ let package = Package(
         .systemLibrary(name: "CChecksum"),
 
         .target(name: "GOESCatalog"),
-        .target(name: "ObjectStore", dependencies: ["CCurl", "GOESCatalog"]),
+        .target(name: "Locking"),
+        .target(name: "ObjectStore", dependencies: ["CCurl", "GOESCatalog", "Locking"]),
         .target(name: "BlockCache", dependencies: ["CSQLite", "CChecksum"]),
         .target(name: "FileSystem", dependencies: [
-            "GOESCatalog", "ObjectStore", "BlockCache",
+            "GOESCatalog", "ObjectStore", "BlockCache", "Locking",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "FUSEBridge", dependencies: [
-            "CFuse", "FileSystem",
+            "CFuse", "FileSystem", "Locking",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "goesfs", dependencies: [

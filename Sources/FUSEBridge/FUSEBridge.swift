@@ -2,7 +2,7 @@ import CFuse
 import FileSystem
 import Foundation
 import Logging
-import Synchronization
+import Locking
 
 /// The thin layer between libfuse's low-level API and the filesystem core.
 ///
@@ -13,8 +13,8 @@ public final class FUSEBridge: Sendable {
     let fileSystem: GOESFileSystem
     let inodes = InodeTable()
     /// Open directories: their path and the entries as listed at opendir.
-    let directories = Mutex<[UInt64: (path: [String], entries: [DirectoryEntry])]>([:])
-    let nextDirectoryHandle = Mutex<UInt64>(1)
+    let directories = Locked<[UInt64: (path: [String], entries: [DirectoryEntry])]>([:])
+    let nextDirectoryHandle = Locked<UInt64>(1)
     let logger: Logger
     let ownership: Ownership
     /// Largest read and readahead the kernel is told to send (1 MiB: a block per request).

@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// Inode numbers for mount paths, with the kernel's lookup counts (libfuse's `forget` contract).
 ///
@@ -13,7 +13,7 @@ final class InodeTable: Sendable {
         var nodes: [UInt64: Node] = [InodeTable.root: Node(path: [], lookups: 1)]
         var byPath: [[String]: UInt64] = [[]: InodeTable.root]
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func path(of inode: UInt64) -> [String]? {
         state.withLock { $0.nodes[inode]?.path }

@@ -1,6 +1,7 @@
 import BlockCache
 import Foundation
 import Logging
+import Locking
 import Synchronization
 
 /// Keeps the cache under its size cap: the one place that decides eviction.
@@ -10,7 +11,7 @@ import Synchronization
 final class CacheBudget: Sendable {
     let limit: Int
     private let used: Atomic<Int>
-    private let evicting = Mutex(false)
+    private let evicting = Locked(false)
     private let index: CacheIndex
     private let openObjects: OpenObjects
     private let verified: VerifiedBlocks

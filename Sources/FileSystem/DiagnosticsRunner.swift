@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import ObjectStore
-import Synchronization
+import Locking
 
 /// Runs the network diagnostics at mount and again after repeated failures, and keeps the last
 /// report for `.diagnostics` (reading that file never waits on the network).
@@ -10,7 +10,7 @@ final class DiagnosticsRunner: Sendable {
     static let minimumInterval = 60.0
 
     private struct State { var report = "network diagnostics are running…\n"; var running = false; var lastRun = 0.0; var failuresInARow = 0 }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let sources: [Source]
     private let bucket: String
     private let extra: [String]

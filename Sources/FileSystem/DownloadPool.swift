@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Locking
 
 /// A fixed set of threads that run downloads, so a burst of reads cannot spawn unbounded threads
 /// and each thread keeps its own curl connection and SQLite connection warm.
@@ -7,7 +7,7 @@ import Synchronization
 /// Reads someone waits for go before prefetches, so readahead never delays a reader.
 final class DownloadPool: Sendable {
     private struct Queues { var urgent: [@Sendable () -> Void] = []; var background: [@Sendable () -> Void] = [] }
-    private let queue = Mutex(Queues())
+    private let queue = Locked(Queues())
     private let ready = DispatchSemaphore(value: 0)
 
     init(threads: Int) {

@@ -3,7 +3,7 @@ import Foundation
 import GOESCatalog
 import Logging
 import ObjectStore
-import Synchronization
+import Locking
 
 /// What the read path needs from the rest of the filesystem.
 struct ReadContext: Sendable {
@@ -47,7 +47,7 @@ public final class GOESFileSystem: Sendable {
     public let statistics: Statistics
     private let namespace: Namespace
     private let context: ReadContext
-    private let handles = Mutex<HandleTable>(HandleTable())
+    private let handles = Locked<HandleTable>(HandleTable())
     private let openObjects: OpenObjects
     private let prefetch: Bool
     private let scans: ScanPrefetcher?

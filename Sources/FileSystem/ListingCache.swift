@@ -3,7 +3,7 @@ import Foundation
 import GOESCatalog
 import Logging
 import ObjectStore
-import Synchronization
+import Locking
 
 /// Directory listings: in memory, persisted in the cache index, and refreshed by the lifetime policy.
 ///
@@ -36,7 +36,7 @@ final class ListingCache: Sendable {
     private let client: S3Client
     private let index: CacheIndex
     private let logger: Logger
-    private let memory = Mutex<[String: Entry]>([:])
+    private let memory = Locked<[String: Entry]>([:])
 
     init(client: S3Client, index: CacheIndex, logger: Logger) {
         self.client = client

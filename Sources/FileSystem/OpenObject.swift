@@ -2,7 +2,7 @@ import BlockCache
 import Foundation
 import Logging
 import ObjectStore
-import Synchronization
+import Locking
 
 /// One object being read: which of its blocks are on disk, and who waits for which download.
 ///
@@ -16,7 +16,7 @@ final class OpenObject: Sendable {
     private let recordID: Int64
     private let dataFile: DataFile
     private let context: ReadContext
-    private let blocks: Mutex<[Int: BlockState]>
+    private let blocks: Locked<[Int: BlockState]>
 
     enum BlockState {
         /// On disk with this checksum; `verified` once checked against it in this mount.
@@ -45,7 +45,7 @@ final class OpenObject: Sendable {
         }
         recordID = record.id
         let verified = context.verified
-        blocks = Mutex(Dictionary(uniqueKeysWithValues: record.blocks.map { block, crc in
+        blocks = Locked(Dictionary(uniqueKeysWithValues: record.blocks.map { block, crc in
             (block, BlockState.present(crc: crc, verified: verified.contains(objectID: record.id, block: block)))
         }))
     }
@@ -254,7 +254,7 @@ final class OpenObject: Sendable {
 /// Calls its completion once every block it waits for has finished (or one failed).
 final class BlockWaiter: Sendable {
     private struct State { var pending = 1; var error: FSError? }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let completion: @Sendable (FSError?) -> Void
 
     init(_ completion: @escaping @Sendable (FSError?) -> Void) { self.completion = completion }

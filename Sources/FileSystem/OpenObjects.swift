@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// The objects in use: with open handles, or with downloads still running (a prefetch can outlive
 /// the handle that started it). Shared per object and counted.
@@ -7,7 +7,7 @@ import Synchronization
 /// opened, or being written to.
 final class OpenObjects: Sendable {
     private struct Entry { let object: OpenObject; var handles: Int; var downloads: Int }
-    private let table = Mutex<[String: Entry]>([:])
+    private let table = Locked<[String: Entry]>([:])
 
     static func id(bucket: String, key: String) -> String { bucket + "/" + key }
 

@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// Per open handle: is the reader going through the file in order, and how far ahead to fetch.
 ///
@@ -13,7 +13,7 @@ final class ReadPattern: Sendable {
     static let blockSize = 1 << 20
 
     private struct State { var nextOffset = 0; var runBytes = 0 }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Records a read of `offset..<end`; returns how many blocks after it to prefetch.
     func record(offset: Int, end: Int) -> Int {

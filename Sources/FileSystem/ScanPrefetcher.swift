@@ -1,7 +1,7 @@
 import Foundation
 import GOESCatalog
 import ObjectStore
-import Synchronization
+import Locking
 
 /// Domain-aware prefetch: a reader that opens the scans of one band one after another (an
 /// animation, a time series) gets the next scans fetched in the background.
@@ -12,7 +12,7 @@ final class ScanPrefetcher: Sendable {
     static let maxBytes = 96 << 20
 
     private struct State { var lastStart: [String: ScanTime] = [:]; var bytesInFlight = 0; var queued: Set<String> = [] }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let listings: ListingCache
     private let pool: DownloadPool
     /// Fetches a whole object in the background and calls back when done (GOESFileSystem does it).

@@ -1,6 +1,6 @@
 import Foundation
 import ObjectStore
-import Synchronization
+import Locking
 
 /// The download figures behind `.stats`: every data request reports here.
 ///
@@ -74,7 +74,7 @@ public final class Statistics: TransferObserver, Sendable {
     public static let recentErrorLimit = 20
     public static let recentAttemptLimit = 50
 
-    private let state: Mutex<Snapshot>
+    private let state: Locked<Snapshot>
     private let clock: @Sendable () -> Double
     private let sources: SourcePool?
 
@@ -84,7 +84,7 @@ public final class Statistics: TransferObserver, Sendable {
         let start = clock()
         let id = sessionID ?? "\(Int(start))-\(getpid())"
         let host = hostname ?? ProcessInfo.processInfo.hostName
-        state = Mutex(Snapshot(sessionID: id, hostname: host, startTime: start, now: start))
+        state = Locked(Snapshot(sessionID: id, hostname: host, startTime: start, now: start))
         self.clock = clock
     }
 

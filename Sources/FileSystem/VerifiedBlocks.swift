@@ -1,9 +1,9 @@
-import Synchronization
+import Locking
 
 /// Blocks whose bytes this mount wrote or already checked, by object row: they need no checksum
 /// pass when another handle (or a prefetch's successor) opens the object again.
 final class VerifiedBlocks: Sendable {
-    private let table = Mutex<[Int64: Set<Int>]>([:])
+    private let table = Locked<[Int64: Set<Int>]>([:])
 
     func insert(objectID: Int64, block: Int) {
         _ = table.withLock { $0[objectID, default: []].insert(block) }

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Locking
 
 /// A token bucket shared by every transfer: `--max-bandwidth`.
 ///
@@ -9,11 +9,11 @@ import Synchronization
 public final class BandwidthLimit: Sendable {
     public let bytesPerSecond: Double
     private struct Bucket { var tokens: Double; var updated: Double }
-    private let bucket: Mutex<Bucket>
+    private let bucket: Locked<Bucket>
 
     public init(bytesPerSecond: Int) {
         self.bytesPerSecond = Double(max(1, bytesPerSecond))
-        bucket = Mutex(Bucket(tokens: 0, updated: BandwidthLimit.now()))
+        bucket = Locked(Bucket(tokens: 0, updated: BandwidthLimit.now()))
     }
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }

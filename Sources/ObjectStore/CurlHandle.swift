@@ -1,6 +1,6 @@
 import CCurl
 import Foundation
-import Synchronization
+import Locking
 
 /// Timeouts applied to every request.
 public struct RequestTimeouts: Sendable {
@@ -225,7 +225,7 @@ final class CurlHandle: @unchecked Sendable {
 /// Hands out easy handles so that connections are reused across requests and threads, and caps
 /// how many requests (so connections) are open at once.
 final class CurlHandlePool: Sendable {
-    private let idle = Mutex<[CurlHandle]>([])
+    private let idle = Locked<[CurlHandle]>([])
     private let slots: DispatchSemaphore
     private let bandwidth: BandwidthLimit?
 

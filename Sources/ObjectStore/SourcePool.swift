@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Locking
 
 /// The ordered sources for the same keys, and which of them is healthy.
 ///
@@ -18,14 +18,14 @@ public final class SourcePool: Sendable {
     public let sources: [Source]
     public let demoteAfter: Int
     public let coolDown: Double
-    private let health: Mutex<[Health]>
+    private let health: Locked<[Health]>
 
     public init(sources: [Source], demoteAfter: Int = 3, coolDown: Double = 60) {
         precondition(!sources.isEmpty)
         self.sources = sources
         self.demoteAfter = demoteAfter
         self.coolDown = coolDown
-        health = Mutex(Array(repeating: Health(), count: sources.count))
+        health = Locked(Array(repeating: Health(), count: sources.count))
     }
 
     /// The index of the source to use now: the first active one, or, when all are demoted,
