@@ -37,6 +37,7 @@ final class ListingCache: Sendable {
     private let index: CacheIndex
     private let logger: Logger
     private let memory = Locked<[String: Entry]>([:])
+    private let flights = Locked<[String: ListingFlight]>([:])
 
     init(client: S3Client, index: CacheIndex, logger: Logger) {
         self.client = client
@@ -46,6 +47,22 @@ final class ListingCache: Sendable {
 
     func listing(bucket: String, prefix: String) throws(FSError) -> Entry {
         let id = bucket + "/" + prefix
+        if let entry = memory.withLock({ $0[id] }), entry.expiresAt > Date().timeIntervalSince1970 { return entry }
+        // One request per folder however many readers ask at once (satpy opening a whole hour).
+        let (flight, leads) = flights.withLock { flights -> (ListingFlight, Bool) in
+            if let flight = flights[id] { return (flight, false) }
+            let flight = ListingFlight()
+            flights[id] = flight
+            return (flight, true)
+        }
+        guard leads else { return try flight.wait().get() }
+        let result = Result { () throws(FSError) -> Entry in try load(bucket: bucket, prefix: prefix, id: id) }
+        flights.withLock { $0[id] = nil }
+        flight.finish(result)
+        return try result.get()
+    }
+
+    private func load(bucket: String, prefix: String, id: String) throws(FSError) -> Entry {
         let now = Date().timeIntervalSince1970
         if let entry = memory.withLock({ $0[id] }), entry.expiresAt > now { return entry }
         let stored = storedEntry(bucket: bucket, prefix: prefix)
@@ -82,5 +99,23 @@ final class ListingCache: Sendable {
         } catch {
             logger.warning("could not store the listing of \(bucket)/\(prefix): \(error)")
         }
+    }
+}
+
+/// A listing request under way, which later askers wait for instead of sending their own.
+final class ListingFlight: Sendable {
+    private let result = Locked<Result<ListingCache.Entry, FSError>?>(nil)
+    private let done = DispatchGroup()
+
+    init() { done.enter() }
+
+    func finish(_ outcome: Result<ListingCache.Entry, FSError>) {
+        result.withLock { $0 = outcome }
+        done.leave()
+    }
+
+    func wait() -> Result<ListingCache.Entry, FSError> {
+        done.wait()
+        return result.withLock { $0! }
     }
 }

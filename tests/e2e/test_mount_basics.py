@@ -10,7 +10,9 @@ import errno
 import os
 import re
 import subprocess
+import threading
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -91,6 +93,31 @@ def test_directory_matches_bucket_listing(mount, s3, bucket, prefix):
 def test_directory_over_1000_entries_is_complete(mount):
     names = os.listdir(mount.path / "noaa-goes16" / GLM_HOUR)
     assert len(names) == len(set(names)) == len(GLM) > 1000
+
+
+def test_readers_listing_one_folder_at_once_share_its_requests(mount, proxy):
+    """Many readers opening one hour at the same time (satpy, a parallel find) send the
+    folder's listing pages once, not once per reader."""
+    folder = mount.path / "noaa-goes16" / GLM_HOUR
+    os.stat(folder.parent)  # the levels above, listed before the clock starts
+    proxy.reset()
+    start = threading.Barrier(16)
+    results = []
+
+    def reader():
+        start.wait()
+        results.append(len(os.listdir(folder)))
+
+    threads = [threading.Thread(target=reader) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == [len(GLM)] * 16
+    prefix = GLM_HOUR if GLM_HOUR.endswith("/") else GLM_HOUR + "/"
+    pages = [r for r in proxy.records() if r.is_listing and parse_qs(r.query).get("prefix") == [prefix]]
+    # 1100 keys: two pages of at most 1000, asked once.
+    assert len(pages) == 2, [(r.query, r.status) for r in pages]
 
 
 def test_sizes_and_mtimes(mount, s3):
