@@ -1,8 +1,8 @@
 import CFuse
 import FileSystem
 import Foundation
-import Logging
 import Locking
+import Logging
 
 /// The thin layer between libfuse's low-level API and the filesystem core.
 ///

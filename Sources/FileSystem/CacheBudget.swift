@@ -1,7 +1,7 @@
 import BlockCache
 import Foundation
-import Logging
 import Locking
+import Logging
 import Synchronization
 
 /// Keeps the cache under its size cap: the one place that decides eviction.

@@ -1,7 +1,7 @@
 import Foundation
+import Locking
 import Logging
 import ObjectStore
-import Locking
 
 /// Runs the network diagnostics at mount and again after repeated failures, and keeps the last
 /// report for `.diagnostics` (reading that file never waits on the network).

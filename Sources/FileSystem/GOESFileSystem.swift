@@ -1,9 +1,9 @@
 import BlockCache
 import Foundation
 import GOESCatalog
+import Locking
 import Logging
 import ObjectStore
-import Locking
 
 /// What the read path needs from the rest of the filesystem.
 struct ReadContext: Sendable {

@@ -1,9 +1,9 @@
 import BlockCache
 import Foundation
 import GOESCatalog
+import Locking
 import Logging
 import ObjectStore
-import Locking
 
 /// Directory listings: in memory, persisted in the cache index, and refreshed by the lifetime policy.
 ///

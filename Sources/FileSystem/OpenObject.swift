@@ -1,8 +1,8 @@
 import BlockCache
 import Foundation
+import Locking
 import Logging
 import ObjectStore
-import Locking
 
 /// One object being read: which of its blocks are on disk, and who waits for which download.
 ///

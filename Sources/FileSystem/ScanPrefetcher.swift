@@ -1,7 +1,7 @@
 import Foundation
 import GOESCatalog
-import ObjectStore
 import Locking
+import ObjectStore
 
 /// Domain-aware prefetch: a reader that opens the scans of one band one after another (an
 /// animation, a time series) gets the next scans fetched in the background.

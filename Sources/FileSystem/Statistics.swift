@@ -1,6 +1,6 @@
 import Foundation
-import ObjectStore
 import Locking
+import ObjectStore
 
 /// The download figures behind `.stats`: every data request reports here.
 ///

@@ -1,7 +1,7 @@
 import ArgumentParser
 import BlockCache
-import FUSEBridge
 import Foundation
+import FUSEBridge
 import ObjectStore
 
 struct Diagnose: ParsableCommand {

@@ -1,8 +1,8 @@
 import ArgumentParser
 import BlockCache
 import FileSystem
-import FUSEBridge
 import Foundation
+import FUSEBridge
 import Logging
 import ObjectStore
 

@@ -1,5 +1,5 @@
-import FUSEBridge
 import Foundation
+import FUSEBridge
 
 /// Splits `-o` options into the ones goesfs handles itself and the ones for libfuse.
 ///
