@@ -18,13 +18,19 @@ public final class CacheLock: Sendable {
         }
     }
 
-    public init(directory: String) throws(Failure) {
+    /// Takes the lock, waiting up to `waitSeconds` for a holder to let go (a daemon that was just
+    /// unmounted may still be closing its index).
+    public init(directory: String, waitSeconds: Double = 0) throws(Failure) {
         let path = directory + "/lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .cannotOpen("\(path): \(String(cString: strerror(errno)))") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            close(fd)
-            throw .held(directory)
+        let deadline = Date().addingTimeInterval(waitSeconds)
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard Date() < deadline else {
+                close(fd)
+                throw .held(directory)
+            }
+            usleep(50_000)
         }
         descriptor = fd
     }

@@ -27,7 +27,7 @@ extension Mount {
         let lock: CacheLock
         let index: CacheIndex
         do {
-            lock = try CacheLock(directory: cacheDirectory)
+            lock = try CacheLock(directory: cacheDirectory, waitSeconds: 5)
             index = try CacheIndex(path: cacheDirectory + "/index.sqlite")
         } catch {
             Daemon.reportFailure("cannot use the cache in \(cacheDirectory): \(error)")

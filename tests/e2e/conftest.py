@@ -7,6 +7,7 @@ test's report carries the tail of each goesfs log it used.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # `tests.*` importable however pytest is invoked
 
 from tests.fixtures.goes_fixtures import fixture_triples  # noqa: E402
+from tests.support.polling import wait_for  # noqa: E402
 from tests.support.proxy import Proxy  # noqa: E402
 from tests.support.s3server import MotoServer, create_public_buckets, upload  # noqa: E402
 
@@ -40,6 +42,7 @@ class GoesfsMount:
         self.path = root / "mnt"
         self.cache_dir = root / "cache"
         self.log_file = root / "goesfs.log"
+        self.pid: int | None = None
 
     def mount(self, *extra: str) -> "GoesfsMount":
         self.path.mkdir(parents=True, exist_ok=True)
@@ -53,6 +56,8 @@ class GoesfsMount:
                                  f"--- log tail ---\n{self.log_tail()}")
         # The CLI promises the mount is usable when it returns 0.
         assert self.is_mounted(), f"goesfs mount returned 0 but {self.path} is not mounted"
+        found = re.search(r"\(pid (\d+)", done.stdout)
+        self.pid = int(found.group(1)) if found else None
         return self
 
     def is_mounted(self) -> bool:
@@ -63,11 +68,16 @@ class GoesfsMount:
         # (a just-closed file); retry shortly, then detach lazily as a last resort.
         for _ in range(20):
             if not self.is_mounted():
-                return
+                break
             if subprocess.run(["fusermount3", "-u", str(self.path)], capture_output=True).returncode == 0:
-                return
+                break
             time.sleep(0.1)
-        subprocess.run(["fusermount3", "-uz", str(self.path)], capture_output=True)
+        else:
+            subprocess.run(["fusermount3", "-uz", str(self.path)], capture_output=True)
+        # Then the daemon's exit, so no late request of it reaches the next test's proxy log.
+        if self.pid is not None:
+            pid, self.pid = self.pid, None
+            wait_for(lambda: daemon_gone(pid), 15, f"goesfs pid {pid} to exit after unmount")
 
     def remount(self, *extra: str) -> "GoesfsMount":
         """Unmount and mount again over the same cache dir (proves the on-disk cache)."""
@@ -79,6 +89,14 @@ class GoesfsMount:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log file)"
+
+
+def daemon_gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1]
+    except (OSError, IndexError):
+        return True
+    return state.startswith("Z")
 
 
 @pytest.hookimpl(hookwrapper=True)
