@@ -33,7 +33,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "goesfs", dependencies: [
-            "FUSEBridge", "FileSystem", "ObjectStore", "BlockCache", "GOESCatalog",
+            "FUSEBridge", "FileSystem", "ObjectStore", "BlockCache", "GOESCatalog", "Locking",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -18,7 +18,7 @@ struct GoesFS: ParsableCommand {
         abstract: "A read-only filesystem for NOAA's GOES-R satellite archive on S3.",
         discussion: "Nothing is downloaded until it is read; what is read is cached on disk.",
         version: "0.1.0",
-        subcommands: [Mount.self, Unmount.self, Stats.self, Diagnose.self, Cache.self]
+        subcommands: [Mount.self, Unmount.self, Stats.self, Prefetch.self, Diagnose.self, Cache.self]
     )
 }
 
