@@ -78,6 +78,7 @@ public final class CacheIndex: Sendable {
         defer { connection.close() }
         try connection.execute("PRAGMA journal_mode=WAL")
         let version = try connection.query("PRAGMA user_version").first?.first?.int ?? 0
+        guard version < CacheIndex.schemaVersion else { return }
         if version < 1 {
             try connection.execute("""
                 BEGIN;

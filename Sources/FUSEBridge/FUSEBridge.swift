@@ -74,7 +74,12 @@ public final class FUSEBridge: Sendable {
 
     func replyError(_ req: fuse_req_t?, _ error: any Error) {
         // Everything the core throws is an FSError; anything else is a bug, reported as EIO.
-        fuse_reply_err(req, (error as? FSError)?.errno ?? EIO)
+        guard let known = error as? FSError else {
+            logger.error("unexpected error, answered EIO: \(error)")
+            fuse_reply_err(req, EIO)
+            return
+        }
+        fuse_reply_err(req, known.errno)
     }
 }
 

@@ -47,6 +47,4 @@ final class InodeTable: Sendable {
             }
         }
     }
-
-    var count: Int { state.withLock { $0.nodes.count } }
 }
