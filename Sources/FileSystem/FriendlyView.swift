@@ -108,20 +108,29 @@ struct FriendlyView: Sendable {
         }
     }
 
-    private func node(_ path: MountPath) throws(FSError) -> Node {
+    /// Where a path points: the levels above a series, or a place inside one.
+    private enum Location {
+        case satellite([Product])
+        case bands
+        case series(Series, rest: [String])
+    }
+
+    /// Parses satellite, product and band, once, for both lookups and listings.
+    private func locate(_ path: MountPath) throws(FSError) -> Location {
         guard let satellite = path.first.flatMap(satellite) else { throw .notFound }
-        if path.count == 1 { return .directory(validSeconds: 3600) }
-        guard let product = try products(satellite).first(where: { $0.name == path[1] }) else { throw .notFound }
-        var depth = 2
-        var band: Int?
-        if product.hasBands {
-            if path.count == 2 { return .directory(validSeconds: 3600) }
-            guard path[2].count == 3, path[2].hasPrefix("C"), let b = Int(path[2].dropFirst()), (1...16).contains(b) else { throw .notFound }
-            band = b
-            depth = 3
+        let products = try products(satellite)
+        if path.count == 1 { return .satellite(products) }
+        guard let product = products.first(where: { $0.name == path[1] }) else { throw .notFound }
+        guard product.hasBands else {
+            return .series(Series(satellite: satellite, product: product, band: nil, path: Array(path.prefix(2))), rest: Array(path.dropFirst(2)))
         }
-        let series = Series(satellite: satellite, product: product, band: band, path: Array(path.prefix(depth)))
-        let rest = Array(path.dropFirst(depth))
+        if path.count == 2 { return .bands }
+        guard path[2].count == 3, path[2].hasPrefix("C"), let band = Int(path[2].dropFirst()), (1...16).contains(band) else { throw .notFound }
+        return .series(Series(satellite: satellite, product: product, band: band, path: Array(path.prefix(3))), rest: Array(path.dropFirst(3)))
+    }
+
+    private func node(_ path: MountPath) throws(FSError) -> Node {
+        guard case .series(let series, let rest) = try locate(path) else { return .directory(validSeconds: 3600) }
         switch rest.count {
         case 0:
             return .directory(validSeconds: 60)
@@ -137,7 +146,7 @@ struct FriendlyView: Sendable {
             if rest.count == 2 && rest[1] == FriendlyView.latestName {
                 return .link(try latest(series, within: day), validSeconds: FriendlyView.latestSeconds)
             }
-            guard rest[1].count == 2, let hour = Int(rest[1]), (0...23).contains(hour) else { throw .notFound }
+            guard let hour = FriendlyView.hour(rest[1]) else { throw .notFound }
             let hourListing = try scans(series, day: day, hour: hour)
             if rest.count == 2 { return .directory(validSeconds: hourListing.validSeconds) }
             guard rest.count == 3, let scan = hourListing.scans.first(where: { $0.leaf == rest[2] }) else { throw .notFound }
@@ -148,47 +157,55 @@ struct FriendlyView: Sendable {
     func entries(_ requested: MountPath) throws(FSError) -> [DirectoryEntry] {
         let alias = requested.first.flatMap(slot)
         let path = resolvingAlias(requested)
-        guard let satellite = path.first.flatMap(satellite) else { throw .notFound }
-        let products = try products(satellite)
-        if path.count == 1 { return products.map { directoryEntry($0.name, validSeconds: 3600) } }
-        guard let product = products.first(where: { $0.name == path[1] }) else { throw .notFound }
-        if product.hasBands && path.count == 2 {
+        switch try locate(path) {
+        case .satellite(let products):
+            return products.map { directoryEntry($0.name, validSeconds: 3600) }
+        case .bands:
             return (1...16).map { directoryEntry(String(format: "C%02d", $0), validSeconds: 3600) }
-        }
-        let depth = product.hasBands ? 3 : 2
-        guard case .directory = try node(path) else { throw .notDirectory }
-        let band = product.hasBands ? Int(path[2].dropFirst()) : nil
-        let series = Series(satellite: satellite, product: product, band: band, path: Array(path.prefix(depth)))
-        let rest = Array(path.dropFirst(depth))
-        switch rest.count {
-        case 0:
-            let days: [CalendarDay]
-            if let alias { days = try aliasDays(alias, series: series) } else { days = try self.days(series) }
-            var result = days.map { directoryEntry($0.name, validSeconds: 60) }
-            if let latest = try? latest(series, within: nil) {
+        case .series(let series, let rest):
+            var result: [DirectoryEntry]
+            var latestDay: CalendarDay?
+            switch rest.count {
+            case 0:
+                let days: [CalendarDay]
+                if let alias { days = try aliasDays(alias, series: series) } else { days = try self.days(series) }
+                result = days.map { directoryEntry($0.name, validSeconds: 60) }
+            case 1 where rest[0] == FriendlyView.nearestFolder:
+                return []
+            case 1:
+                guard let day = CalendarDay(rest[0]) else { throw try notListable(path) }
+                let prefix = "\(series.product.folder)/\(day.keyPath)/"
+                let hours = try listings.listing(bucket: series.satellite.bucket, prefix: prefix).listing.commonPrefixes
+                    .compactMap { Int($0.dropFirst(prefix.count).dropLast()) }.filter { (0...23).contains($0) }.sorted()
+                result = hours.map { directoryEntry(String(format: "%02d", $0), validSeconds: 60) }
+                latestDay = day
+            case 2:
+                guard let day = CalendarDay(rest[0]), let hour = FriendlyView.hour(rest[1]) else { throw try notListable(path) }
+                let hourListing = try scans(series, day: day, hour: hour)
+                return hourListing.scans.map { scan in
+                    DirectoryEntry(name: scan.leaf, attributes: linkAttributes(scan, at: path + [scan.leaf], validSeconds: hourListing.validSeconds))
+                }
+            default:
+                throw try notListable(path)
+            }
+            if let latest = try? latest(series, within: latestDay) {
                 result.append(DirectoryEntry(name: FriendlyView.latestName,
                                              attributes: linkAttributes(latest, at: path + [FriendlyView.latestName], validSeconds: FriendlyView.latestSeconds)))
             }
             return result
-        case 1 where rest[0] == FriendlyView.nearestFolder:
-            return []
-        case 1:
-            let day = CalendarDay(rest[0])!
-            let prefix = "\(product.folder)/\(day.keyPath)/"
-            let hours = try listings.listing(bucket: satellite.bucket, prefix: prefix).listing.commonPrefixes
-                .compactMap { Int($0.dropFirst(prefix.count).dropLast()) }.filter { (0...23).contains($0) }.sorted()
-            var result = hours.map { directoryEntry(String(format: "%02d", $0), validSeconds: 60) }
-            if let latest = try? latest(series, within: day) {
-                result.append(DirectoryEntry(name: FriendlyView.latestName,
-                                             attributes: linkAttributes(latest, at: path + [FriendlyView.latestName], validSeconds: FriendlyView.latestSeconds)))
-            }
-            return result
-        default:
-            let hourListing = try scans(series, day: CalendarDay(rest[0])!, hour: Int(rest[1])!)
-            return hourListing.scans.map { scan in
-                DirectoryEntry(name: scan.leaf, attributes: linkAttributes(scan, at: path + [scan.leaf], validSeconds: hourListing.validSeconds))
-            }
         }
+    }
+
+    /// The error for listing something that is no folder: ENOTDIR for a link, ENOENT otherwise.
+    private func notListable(_ path: MountPath) throws(FSError) -> FSError {
+        _ = try node(path)
+        return .notDirectory
+    }
+
+    /// `14` → 14; an hour folder's name.
+    private static func hour(_ name: String) -> Int? {
+        guard name.count == 2, let hour = Int(name), (0...23).contains(hour) else { return nil }
+        return hour
     }
 
     // MARK: Products, days, scans
