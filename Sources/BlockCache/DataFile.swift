@@ -57,7 +57,7 @@ public final class DataFile: Sendable {
     public static func relativePath(bucket: String, key: String) -> String {
         var hash: UInt64 = 0xcbf29ce484222325
         for byte in bucket.utf8 + [0] + key.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100000001b3 }
-        let hex = String(hash, radix: 16).leftPadded(to: 16)
+        let hex = String(format: "%016llx", hash)
         return "objects/\(hex.prefix(2))/\(hex).data"
     }
 }
@@ -65,8 +65,4 @@ public final class DataFile: Sendable {
 /// CRC-32C of a block, recorded in the index and checked when the block is read back.
 public func blockChecksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
     goesfs_crc32c(0, bytes.baseAddress, bytes.count)
-}
-
-extension String {
-    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

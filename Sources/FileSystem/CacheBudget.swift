@@ -50,7 +50,11 @@ final class CacheBudget: Sendable {
 
     private func evict() {
         // One evictor at a time; others just carry on (the running one sees their bytes too).
-        guard evicting.withLock({ busy in busy ? false : { busy = true; return true }() }) else { return }
+        let started = evicting.withLock { busy -> Bool in
+            defer { busy = true }
+            return !busy
+        }
+        guard started else { return }
         defer { evicting.withLock { $0 = false } }
         let target = limit / 10 * 9
         while used.load(ordering: .relaxed) > target {

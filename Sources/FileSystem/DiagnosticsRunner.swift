@@ -54,7 +54,7 @@ final class DiagnosticsRunner: Sendable {
             let verdict = NetworkDiagnostics.verdict(probes)
             state.withLock { $0.report = text; $0.running = false; $0.failuresInARow = 0 }
             logger.info("network diagnostics (\(reason)): \(verdict)")
-            statistics.noteCacheEvent("network diagnostics \(reason): \(verdict)")
+            statistics.noteEvent("network diagnostics \(reason): \(verdict)")
         }
     }
 }

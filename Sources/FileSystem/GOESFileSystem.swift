@@ -17,7 +17,6 @@ struct ReadContext: Sendable {
     let verified: VerifiedBlocks
     let logger: Logger
     let cacheDirectory: String
-    let blockSize: Int
 }
 
 /// Settings of one mount.
@@ -29,7 +28,7 @@ public struct MountConfiguration: Sendable {
     public var cacheLimit: Int
     /// Readahead for sequential readers and next-scan prefetch for readers walking through time.
     public var prefetch = true
-    /// Version lines of the C libraries for `.diagnostics` (SQLite, libfuse), from the layers that own them.
+    /// Version lines for `.diagnostics` (goesfs, SQLite, libfuse), from the layers that own them.
     public var versionLines: [String] = []
 
     public init(buckets: [String], cacheDirectory: String, cacheLimit: Int, downloadThreads: Int = 8) {
@@ -71,21 +70,18 @@ public final class GOESFileSystem: Sendable {
         let budget = CacheBudget(limit: configuration.cacheLimit, index: index, openObjects: registry, verified: verified,
                                  cacheDirectory: configuration.cacheDirectory, statistics: statistics, logger: logger)
         let diagnostics = DiagnosticsRunner(sources: client.sources.sources, bucket: configuration.buckets.first ?? "noaa-goes16",
-                                            extra: ["goesfs: 0.1.0"] + configuration.versionLines, statistics: statistics, logger: logger)
+                                            extra: configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
         let readContext = ReadContext(client: client, index: index, pool: DownloadPool(threads: configuration.downloadThreads),
                                       statistics: statistics, budget: budget, diagnostics: diagnostics,
                                       openObjects: registry, verified: verified, logger: logger,
-                                      cacheDirectory: configuration.cacheDirectory, blockSize: CacheIndex.blockSize)
+                                      cacheDirectory: configuration.cacheDirectory)
         context = readContext
         let listings = ListingCache(client: client, index: index, logger: logger)
         prefetch = configuration.prefetch
         // A prefetched scan is held open (so it cannot be evicted) until all its blocks are in.
         scans = configuration.prefetch ? ScanPrefetcher(listings: listings, pool: readContext.pool) { ref, done in
-            let id = OpenObjects.id(bucket: ref.bucket, key: ref.object.key)
-            guard let object = try? registry.acquire(id: id, size: ref.object.size, make: {
-                try OpenObject(bucket: ref.bucket, object: ref.object, context: readContext)
-            }) else { return done() }
+            guard let object = try? registry.acquire(ref, context: readContext) else { return done() }
             object.fetchAll {
                 registry.release(object)
                 done()
@@ -98,7 +94,7 @@ public final class GOESFileSystem: Sendable {
             mountedAt: now)
         if let note = index.recoveredFromCorruption {
             logger.warning("\(note)")
-            statistics.noteCacheEvent(note)
+            statistics.noteEvent(note)
         }
     }
 
@@ -120,15 +116,12 @@ public final class GOESFileSystem: Sendable {
             return register(.snapshot(render(file)))
         }
         let ref = try namespace.object(at: path)
-        let id = OpenObjects.id(bucket: ref.bucket, key: ref.object.key)
         do {
-            let object = try openObjects.acquire(id: id, size: ref.object.size) {
-                try OpenObject(bucket: ref.bucket, object: ref.object, context: context)
-            }
+            let object = try openObjects.acquire(ref, context: context)
             scans?.opened(ref)
             return register(.object(object, ReadPattern()))
         } catch {
-            throw .io("cannot open the cache for \(id): \(error)")
+            throw .io("cannot open the cache for \(ref.bucket)/\(ref.object.key): \(error)")
         }
     }
 

@@ -35,7 +35,7 @@ final class OpenObject: Sendable {
         self.bucket = bucket
         key = object.key
         size = object.size
-        blockSize = context.blockSize
+        blockSize = CacheIndex.blockSize
         self.context = context
         dataFile = try DataFile(path: context.cacheDirectory + "/" + DataFile.relativePath(bucket: bucket, key: object.key))
         let record = try context.index.openObject(bucket: bucket, key: object.key, size: object.size, etag: object.etag)

@@ -11,15 +11,17 @@ final class OpenObjects: Sendable {
 
     static func id(bucket: String, key: String) -> String { bucket + "/" + key }
 
-    /// The shared object for `id`, created by `make` under the lock if nobody has it open.
-    func acquire(id: String, size: Int, make: () throws -> OpenObject) rethrows -> OpenObject {
-        try table.withLock { table in
-            if var entry = table[id], entry.object.size == size {
+    /// The shared object for `ref`, created under the lock if nobody has it open (or its size
+    /// changed at the source); release it with `release`.
+    func acquire(_ ref: ObjectRef, context: ReadContext) throws -> OpenObject {
+        let id = OpenObjects.id(bucket: ref.bucket, key: ref.object.key)
+        return try table.withLock { table in
+            if var entry = table[id], entry.object.size == ref.object.size {
                 entry.handles += 1
                 table[id] = entry
                 return entry.object
             }
-            let object = try make()
+            let object = try OpenObject(bucket: ref.bucket, object: ref.object, context: context)
             table[id] = Entry(object: object, handles: 1, downloads: 0)
             return object
         }

@@ -1,3 +1,4 @@
+import BlockCache
 import Locking
 
 /// Per open handle: is the reader going through the file in order, and how far ahead to fetch.
@@ -10,7 +11,6 @@ final class ReadPattern: Sendable {
     static let maxBlocks = 16
     /// How far from the expected offset a read still counts as sequential.
     static let slack = 2 << 20
-    static let blockSize = 1 << 20
 
     private struct State { var nextOffset = 0; var runBytes = 0 }
     private let state = Locked(State())
@@ -25,7 +25,7 @@ final class ReadPattern: Sendable {
                 s.runBytes = end - offset
                 s.nextOffset = end
             }
-            let blocks = s.runBytes / ReadPattern.blockSize
+            let blocks = s.runBytes / CacheIndex.blockSize
             return blocks < 2 ? 0 : min(ReadPattern.maxBlocks, blocks)
         }
     }

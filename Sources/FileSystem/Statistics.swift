@@ -34,7 +34,9 @@ public final class Statistics: TransferObserver, Sendable {
         public var lastSuccess: Double?
         public var recentErrors: [ErrorRecord] = []
         public var recentAttempts: [AttemptRecord] = []
-        public var cacheNotes: [String] = []
+        /// Timestamped notes (repairs, index recovery, source demotions, diagnostics verdicts),
+        /// printed after the cache figures and in `cache.notes`; the last 20.
+        public var events: [String] = []
         public var bytesFromCache = 0
         public var bytesFromNetwork = 0
         public var cachedBytes = 0
@@ -73,6 +75,7 @@ public final class Statistics: TransferObserver, Sendable {
 
     public static let recentErrorLimit = 20
     public static let recentAttemptLimit = 50
+    public static let eventLimit = 20
 
     private let state: Locked<Snapshot>
     private let clock: @Sendable () -> Double
@@ -97,13 +100,10 @@ public final class Statistics: TransferObserver, Sendable {
         return state.withLock { var s = $0; s.now = now; s.sources = lines; return s }
     }
 
-    /// A line for the report's cache section (repairs, index recovery).
-    public func noteCacheEvent(_ text: String) {
+    /// Something the user should know happened (see `Snapshot.events`).
+    public func noteEvent(_ text: String) {
         let now = clock()
-        state.withLock {
-            $0.cacheNotes.append("[\(Timestamp.iso(now))] \(text)")
-            if $0.cacheNotes.count > 20 { $0.cacheNotes.removeFirst() }
-        }
+        state.withLock { append(&$0.events, "[\(Timestamp.iso(now))] \(text)", limit: Statistics.eventLimit) }
     }
 
     /// A read was answered; `fromCache` when no block it needed had to be downloaded.
@@ -123,7 +123,7 @@ public final class Statistics: TransferObserver, Sendable {
 
     public func recordRepair(_ text: String) {
         state.withLock { $0.repairs += 1 }
-        noteCacheEvent(text)
+        noteEvent(text)
     }
 
     public func beginTransfer(key: String, bytes: Int) -> UInt64 {
@@ -163,7 +163,7 @@ public final class Statistics: TransferObserver, Sendable {
     }
 
     public func sourceDemoted(_ source: String, until: Double) {
-        noteCacheEvent("source \(source) failed 3 times in a row: demoted until \(Timestamp.iso(until))")
+        noteEvent("source \(source) failed 3 times in a row: demoted until \(Timestamp.iso(until))")
     }
 
     public func transferSucceeded(key: String, bytes: Int, seconds: Double, attempt: Int) {

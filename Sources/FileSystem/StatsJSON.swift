@@ -26,7 +26,7 @@ public enum StatsJSON {
                       "hit_ratio": value(served > 0 ? Double(s.bytesFromCache) / Double(served) : nil),
                       "bytes_resumed": s.bytesResumed, "cached_objects": s.cachedObjects,
                       "cached_bytes": s.cachedBytes, "limit_bytes": s.cacheLimit, "evictions": s.evictions,
-                      "evicted_bytes": s.evictedBytes, "repairs": s.repairs, "notes": s.cacheNotes],
+                      "evicted_bytes": s.evictedBytes, "repairs": s.repairs, "notes": s.events],
             "sources": s.sources.map { source -> [String: Any] in
                 ["url": source.name, "attempts": source.attempts, "failures": source.failures,
                  "state": source.demotedUntil == nil ? "active" : "demoted",

@@ -51,7 +51,7 @@ public enum StatsReport {
             Repairs: \(s.repairs)
 
             """
-        for note in s.cacheNotes { out += note + "\n" }
+        for note in s.events { out += note + "\n" }
         if !s.sources.isEmpty {
             out += "\nSources:\n"
             for (i, source) in s.sources.enumerated() {

@@ -1,7 +1,5 @@
 import ArgumentParser
-import BlockCache
 import Foundation
-import FUSEBridge
 import ObjectStore
 
 struct Diagnose: ParsableCommand {
@@ -20,9 +18,7 @@ struct Diagnose: ParsableCommand {
     func run() throws {
         let urls = sources.isEmpty ? (endpoint.map { [$0] } ?? []) : sources
         let probes = NetworkDiagnostics.probe(sources: urls.isEmpty ? Source.publicDefaults : urls.map(Source.endpoint), bucket: bucket)
-        print(NetworkDiagnostics.report(probes, extra: ["goesfs: \(GoesFS.configuration.version)",
-                                                        "SQLite: \(CacheIndex.sqliteVersion)",
-                                                        "libfuse: \(MountSession.libfuseVersion)"]), terminator: "")
+        print(NetworkDiagnostics.report(probes, extra: GoesFS.versionLines), terminator: "")
         if !probes.contains(where: \.reachable) { throw ExitCode(2) }
     }
 }

@@ -1,4 +1,6 @@
 import ArgumentParser
+import BlockCache
+import FUSEBridge
 
 @main
 struct GoesFS: ParsableCommand {
@@ -31,6 +33,13 @@ struct Unmount: ParsableCommand {
     func run() throws {
         let status = Subprocess.run("fusermount3", ["-u", mountpoint])
         if status != 0 { throw CLIError("fusermount3 -u \(mountpoint) failed (exit \(status)); is it mounted, and is a process using it?") }
+    }
+}
+
+extension GoesFS {
+    /// goesfs and the C libraries it runs on, for diagnostics reports.
+    static var versionLines: [String] {
+        ["goesfs: \(configuration.version)", "SQLite: \(CacheIndex.sqliteVersion)", "libfuse: \(MountSession.libfuseVersion)"]
     }
 }
 

@@ -37,7 +37,7 @@ extension Mount {
         var configuration = MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory,
                                                cacheLimit: cacheLimit(cacheDirectory: cacheDirectory))
         configuration.prefetch = !noPrefetch
-        configuration.versionLines = ["SQLite: \(CacheIndex.sqliteVersion)", "libfuse: \(MountSession.libfuseVersion)"]
+        configuration.versionLines = GoesFS.versionLines
         let fileSystem = GOESFileSystem(
             configuration: configuration,
             client: client, index: index, statistics: statistics, logger: logger)
