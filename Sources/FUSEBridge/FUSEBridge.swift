@@ -72,6 +72,17 @@ public final class FUSEBridge: Sendable {
         }
     }
 
+    /// Runs `body` with the path of `inode`; an unknown inode, or whatever `body` throws, becomes
+    /// the error reply. Every path-based operation goes through here.
+    func withPath(_ req: fuse_req_t?, _ inode: UInt64, _ body: ([String]) throws -> Void) {
+        guard let path = inodes.path(of: inode) else { return replyError(req, FSError.notFound) }
+        do {
+            try body(path)
+        } catch {
+            replyError(req, error)
+        }
+    }
+
     func replyError(_ req: fuse_req_t?, _ error: any Error) {
         // Everything the core throws is an FSError; anything else is a bug, reported as EIO.
         guard let known = error as? FSError else {

@@ -16,12 +16,10 @@ extension FUSEBridge {
         }
         ops.lookup = { req, parent, name in
             let bridge = FUSEBridge.from(req)
-            guard let name, let base = bridge.inodes.path(of: parent) else { return bridge.replyError(req, FSError.notFound) }
-            let path = base + [String(cString: name)]
-            do {
+            guard let name else { return bridge.replyError(req, FSError.notFound) }
+            bridge.withPath(req, parent) { base in
+                let path = base + [String(cString: name)]
                 bridge.replyEntry(req, path: path, attributes: try bridge.fileSystem.attributes(path))
-            } catch {
-                bridge.replyError(req, error)
             }
         }
         ops.forget = { req, inode, count in
@@ -35,27 +33,21 @@ extension FUSEBridge {
         }
         ops.getattr = { req, inode, _ in
             let bridge = FUSEBridge.from(req)
-            guard let path = bridge.inodes.path(of: inode) else { return bridge.replyError(req, FSError.notFound) }
-            do {
+            bridge.withPath(req, inode) { path in
                 let attributes = try bridge.fileSystem.attributes(path)
                 var st = bridge.stat(for: attributes, inode: inode)
                 fuse_reply_attr(req, &st, attributes.validSeconds)
-            } catch {
-                bridge.replyError(req, error)
             }
         }
         ops.opendir = { req, inode, fi in
             let bridge = FUSEBridge.from(req)
-            guard let path = bridge.inodes.path(of: inode) else { return bridge.replyError(req, FSError.notFound) }
-            do {
+            bridge.withPath(req, inode) { path in
                 // A snapshot per open directory keeps readdir offsets stable across calls.
                 let entries = try bridge.fileSystem.entries(path)
                 let handle = bridge.nextDirectoryHandle.withLock { n -> UInt64 in defer { n += 1 }; return n }
                 bridge.directories.withLock { $0[handle] = (path, entries) }
                 fi!.pointee.fh = handle
                 fuse_reply_open(req, fi)
-            } catch {
-                bridge.replyError(req, error)
             }
         }
         ops.readdir = { req, inode, size, offset, fi in
@@ -72,10 +64,9 @@ extension FUSEBridge {
         }
         ops.open = { req, inode, fi in
             let bridge = FUSEBridge.from(req)
-            guard let path = bridge.inodes.path(of: inode) else { return bridge.replyError(req, FSError.notFound) }
             let flags = goesfs_fi_flags(fi)
             if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 { return bridge.replyError(req, FSError.readOnly) }
-            do {
+            bridge.withPath(req, inode) { path in
                 fi!.pointee.fh = try bridge.fileSystem.open(path)
                 if path.count == 1 {
                     // Virtual files are rendered per open: bypass the page cache, ignore st_size.
@@ -85,8 +76,6 @@ extension FUSEBridge {
                     goesfs_fi_set_keep_cache(fi, 1)
                 }
                 fuse_reply_open(req, fi)
-            } catch {
-                bridge.replyError(req, error)
             }
         }
         ops.read = { req, _, size, offset, fi in
@@ -111,34 +100,25 @@ extension FUSEBridge {
         }
         ops.readlink = { req, inode in
             let bridge = FUSEBridge.from(req)
-            guard let path = bridge.inodes.path(of: inode) else { return bridge.replyError(req, FSError.notFound) }
-            do {
+            bridge.withPath(req, inode) { path in
                 guard let target = try bridge.fileSystem.attributes(path).linkTarget else { fuse_reply_err(req, EINVAL); return }
                 _ = fuse_reply_readlink(req, target)
-            } catch {
-                bridge.replyError(req, error)
             }
         }
         ops.listxattr = { req, inode, size in
             let bridge = FUSEBridge.from(req)
-            guard let path = bridge.inodes.path(of: inode) else { return bridge.replyError(req, FSError.notFound) }
-            do {
+            bridge.withPath(req, inode) { path in
                 let names = try bridge.fileSystem.extendedAttributes(path).keys.sorted()
                 bridge.replyXattr(req, bytes: names.flatMap { Array($0.utf8) + [0] }, size: size)
-            } catch {
-                bridge.replyError(req, error)
             }
         }
         ops.getxattr = { req, inode, name, size in
             let bridge = FUSEBridge.from(req)
             // ls -l asks every entry for security.selinux and ACLs: answer those without resolving the path.
             guard let name, String(cString: name).hasPrefix("user.goes.") else { fuse_reply_err(req, ENODATA); return }
-            guard let path = bridge.inodes.path(of: inode) else { return bridge.replyError(req, FSError.notFound) }
-            do {
+            bridge.withPath(req, inode) { path in
                 guard let value = try bridge.fileSystem.extendedAttributes(path)[String(cString: name)] else { fuse_reply_err(req, ENODATA); return }
                 bridge.replyXattr(req, bytes: Array(value.utf8), size: size)
-            } catch {
-                bridge.replyError(req, error)
             }
         }
         ops.statfs = { req, _ in

@@ -21,17 +21,19 @@ struct Cache: ParsableCommand {
         @Option(help: "The cache directory (default: $XDG_CACHE_HOME/goesfs or ~/.cache/goesfs).")
         var cacheDir: String?
 
-        /// The directory, locked against a mount for the duration of the command.
-        func locked() throws -> (String, CacheLock) {
+        /// Runs `body` on the directory while it is locked against a mount.
+        func withLockedDirectory(_ body: (String) throws -> Void) throws {
             let directory = CacheLocation.resolve(cacheDir)
             guard FileManager.default.fileExists(atPath: directory) else {
                 throw CLIError("no cache at \(directory)")
             }
+            let lock: CacheLock
             do {
-                return (directory, try CacheLock(directory: directory))
+                lock = try CacheLock(directory: directory)
             } catch {
                 throw CLIError("\(error); unmount it first")
             }
+            try withExtendedLifetime(lock) { try body(directory) }
         }
     }
 
@@ -40,16 +42,16 @@ struct Cache: ParsableCommand {
         @OptionGroup var options: Options
 
         func run() throws {
-            let (directory, lock) = try options.locked()
-            defer { withExtendedLifetime(lock) {} }
-            let summary = try CacheMaintenance.summary(directory: directory)
-            print("""
-                cache directory: \(directory)
-                objects: \(summary.objects)
-                blocks: \(summary.blocks) (\(CacheIndex.blockSize) bytes each at most)
-                cached bytes: \(summary.bytes)
-                on disk: \(summary.diskBytes) bytes
-                """)
+            try options.withLockedDirectory { directory in
+                let summary = try CacheMaintenance.summary(directory: directory)
+                print("""
+                    cache directory: \(directory)
+                    objects: \(summary.objects)
+                    blocks: \(summary.blocks) (\(CacheIndex.blockSize) bytes each at most)
+                    cached bytes: \(summary.bytes)
+                    on disk: \(summary.diskBytes) bytes
+                    """)
+            }
         }
     }
 
@@ -59,12 +61,12 @@ struct Cache: ParsableCommand {
         @OptionGroup var options: Options
 
         func run() throws {
-            let (directory, lock) = try options.locked()
-            defer { withExtendedLifetime(lock) {} }
-            let report = try CacheMaintenance.verify(directory: directory)
-            for damaged in report.damagedBlocks { print("damaged: \(damaged) (dropped)") }
-            print("checked \(report.blocksChecked) blocks: \(report.damagedBlocks.count) damaged, \(report.orphanFiles) stray data files removed")
-            if !report.damagedBlocks.isEmpty { throw ExitCode(1) }
+            try options.withLockedDirectory { directory in
+                let report = try CacheMaintenance.verify(directory: directory)
+                for damaged in report.damagedBlocks { print("damaged: \(damaged) (dropped)") }
+                print("checked \(report.blocksChecked) blocks: \(report.damagedBlocks.count) damaged, \(report.orphanFiles) stray data files removed")
+                if !report.damagedBlocks.isEmpty { throw ExitCode(1) }
+            }
         }
     }
 
@@ -73,10 +75,10 @@ struct Cache: ParsableCommand {
         @OptionGroup var options: Options
 
         func run() throws {
-            let (directory, lock) = try options.locked()
-            defer { withExtendedLifetime(lock) {} }
-            try CacheMaintenance.clear(directory: directory)
-            print("cleared \(directory)")
+            try options.withLockedDirectory { directory in
+                try CacheMaintenance.clear(directory: directory)
+                print("cleared \(directory)")
+            }
         }
     }
 }
