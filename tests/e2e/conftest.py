@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # `tests.*` importable however pytest is invoked
 
 from tests.fixtures.goes_fixtures import fixture_triples  # noqa: E402
-from tests.support.polling import wait_for  # noqa: E402
+from tests.support.polling import process_gone, wait_for  # noqa: E402
 from tests.support.proxy import Proxy  # noqa: E402
 from tests.support.s3server import MotoServer, create_public_buckets, upload  # noqa: E402
 
@@ -77,7 +77,7 @@ class GoesfsMount:
         # Then the daemon's exit, so no late request of it reaches the next test's proxy log.
         if self.pid is not None:
             pid, self.pid = self.pid, None
-            wait_for(lambda: daemon_gone(pid), 15, f"goesfs pid {pid} to exit after unmount")
+            wait_for(lambda: process_gone(pid), 15, f"goesfs pid {pid} to exit after unmount")
 
     def remount(self, *extra: str) -> "GoesfsMount":
         """Unmount and mount again over the same cache dir (proves the on-disk cache)."""
@@ -89,14 +89,6 @@ class GoesfsMount:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log file)"
-
-
-def daemon_gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1]
-    except (OSError, IndexError):
-        return True
-    return state.startswith("Z")
 
 
 @pytest.hookimpl(hookwrapper=True)

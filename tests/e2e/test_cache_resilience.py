@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from tests.fixtures.goes_fixtures import MiB, big_object, stress_objects
-from tests.support.polling import wait_for
+from tests.support.polling import process_gone, wait_for
 from tests.support.cache_tools import (daemon_pid, data_file, disk_bytes, kill9, live_blocks,
                                        live_cached_by_object, open_files_under, snapshot_blocks)
 from tests.support.proxy import Delay
@@ -74,7 +74,7 @@ def unmount_and_wait(mount) -> None:
     pid = daemon_pid(mount.path)
     mount.unmount()
     assert not mount.is_mounted()
-    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 15, f"goesfs pid {pid} still running after unmount")
+    wait_for(lambda: process_gone(pid), 15, f"goesfs pid {pid} still running after unmount")
 
 
 def read_blocks(path: Path, count: int, errors: list[OSError]) -> None:

@@ -24,7 +24,7 @@ import pytest
 from tests.e2e.conftest import MOUNTS_KEY, ROOT, GoesfsMount, mounted_paths
 from tests.fixtures.goes_fixtures import MiB, RADC_HOUR, fixture_objects
 from tests.support.proxy import Delay
-from tests.support.polling import wait_for
+from tests.support.polling import process_gone, wait_for
 
 G16 = [o for o in fixture_objects() if o.bucket == "noaa-goes16" and o.key.startswith(RADC_HOUR)]
 BIG = next(o for o in G16 if o.size > 5 * MiB)  # six 1 MiB blocks
@@ -34,15 +34,6 @@ SBIN_HELPER = Path("/sbin/mount.goesfs")
 
 
 # --- helpers ---------------------------------------------------------------
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 def daemon_pid(output: str) -> int:
@@ -117,7 +108,7 @@ class Service(GoesfsMount):
         self.unmount()
         for pid in self.pids:  # an unmounted daemon exits by itself; give it a moment
             try:
-                wait_for(lambda: not alive(pid), 10, f"goesfs pid {pid} to exit")
+                wait_for(lambda: process_gone(pid), 10, f"goesfs pid {pid} to exit")
             except AssertionError:
                 os.kill(pid, signal.SIGKILL)
         for proc in self.procs:
@@ -188,7 +179,7 @@ def test_mount_t_goesfs_with_fstab_options_then_umount(services, sbin_helper, go
     assert umounted.returncode == 0, umounted.stderr
     assert not s.is_mounted()
     pid = daemon_pid(done.stdout + done.stderr)
-    wait_for(lambda: not alive(pid), 30, "the daemon to exit after umount")
+    wait_for(lambda: process_gone(pid), 30, "the daemon to exit after umount")
 
 
 def test_mount_helper_rejects_unknown_option(services, goesfs_bin):
@@ -325,7 +316,7 @@ def test_sighup_reopens_the_log_file(services):
     wait_for(lambda: s.log_file.exists() and "reopened the log file (SIGHUP)" in s.log_file.read_text(),
              10, "a new log file saying it was reopened")
     assert rotated.exists()
-    assert alive(pid) and serves(s)
+    assert not process_gone(pid) and serves(s)
 
 
 def test_sigusr1_writes_the_stats_report_to_the_log(services):
@@ -338,7 +329,7 @@ def test_sigusr1_writes_the_stats_report_to_the_log(services):
     assert "report requested (SIGUSR1)" in text
     report = text[text.index("S3 Download Statistics:"):]
     assert re.search(r"^Successful: [1-9]", report, re.MULTILINE), report[:800]
-    assert alive(pid) and s.is_mounted()
+    assert not process_gone(pid) and s.is_mounted()
 
 
 # --- stale mounts ------------------------------------------------------------

@@ -14,7 +14,7 @@ import tempfile
 from contextlib import closing
 from pathlib import Path
 
-from tests.support.polling import wait_for
+from tests.support.polling import process_gone, wait_for
 
 MiB = 1024 * 1024
 
@@ -126,12 +126,5 @@ def daemon_pid(mountpoint: Path) -> int:
 def kill9(pid: int, timeout: float = 10) -> None:
     """SIGKILL and wait until the process is gone (it is not our child: poll /proc)."""
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not Path(f"/proc/{pid}").exists() or _is_zombie(pid), timeout,
+    wait_for(lambda: process_gone(pid), timeout,
              f"pid {pid} still alive after SIGKILL")
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (OSError, IndexError):
-        return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable, TypeVar, Union
 
 T = TypeVar("T")
@@ -21,3 +22,11 @@ def wait_for(condition: Callable[[], T], timeout: float,
             raise AssertionError(f"timed out after {timeout}s waiting for "
                                  f"{what() if callable(what) else what}")
         time.sleep(interval)
+
+
+def process_gone(pid: int) -> bool:
+    """True once `pid` has exited (a zombie counts as gone: the daemon is not our child)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
