@@ -602,3 +602,161 @@ def test_poisoned_listing_values_hide_only_the_bad_entries(mounts, adv):
     m.remount("--no-prefetch", "--read-timeout", "10")
     check_values_folder(m)
     assert_healthy(m)
+
+
+# --- 9. hostile names ---------------------------------------------------------------
+
+GOOD_SCAN = HOUR + scan_name(1)
+GOOD_PLAIN = HOUR + "not-a-goes-name.txt"
+ESCAPE_KEY = HOUR + "esc-\x1b[2J\x1b]0;pwned\x07-name.nc"
+LONG_KEY = HOUR + "L" * 300 + ".nc"
+ESCAPED_SCAN = scan_name(46)  # a GOES name: the friendly view would link it
+DOT_KEYS = [HOUR + "../../ESCAPED/" + ESCAPED_SCAN, HOUR + "../" + scan_name(51), HOUR + "./" + scan_name(56)]
+NON_UTF8 = {HOUR.encode() + b"nonutf8-\xff.nc": 2001, HOUR.encode() + b"nonutf8-\xfe.nc": 2002}
+RAW_NAME_ENTRIES = [
+    *(f"<Contents><Key>{HOUR}nul{esc}byte-{i}.nc</Key><LastModified>2023-03-07T14:05:00.000Z"
+      f"</LastModified><ETag>&quot;{i:032x}&quot;</ETag><Size>10</Size></Contents>"
+      for i, esc in enumerate(["&#0;", "&#x0;", "%00"])),
+    *(f"<Contents><Key>{key}</Key><LastModified>2023-03-07T14:05:00.000Z</LastModified>"
+      f"<ETag>&quot;{default_etag(key, 1)}&quot;</ETag><Size>5000</Size></Contents>" for key in DOT_KEYS),
+    *(f"<CommonPrefixes><Prefix>{HOUR}{p}</Prefix></CommonPrefixes>" for p in ["./", "../", "a/../"]),
+]
+
+
+def hostile_names(adv: Adversary) -> None:
+    adv.put(GOOD_SCAN, 70_000)
+    adv.put(GOOD_PLAIN, 321)
+    adv.put(ESCAPE_KEY, 4321)
+    adv.put(LONG_KEY, 1000)
+    for key in DOT_KEYS:
+        adv.put(key, 5000)  # also as objects: a GET of them would be answered (and logged)
+    adv.put("ABI-L1b-RadC/2023/ESCAPED/" + ESCAPED_SCAN, 5000)  # where "14/../../ESCAPED" points
+    for key, size in NON_UTF8.items():
+        adv.put(key, size)
+    for fragment in RAW_NAME_ENTRIES:
+        adv.add_raw_entry(HOUR, fragment)
+
+
+def raw_readdir(folder: Path) -> list[bytes]:
+    """All names readdir returns, "." and ".." included (os.listdir hides those)."""
+    ls = subprocess.run(["ls", "-a1", "-N", "--show-control-chars", str(folder)], capture_output=True, timeout=30)
+    assert ls.returncode == 0, f"ls -a of the folder: {ls.stderr.decode(errors='replace')}"
+    return ls.stdout.split(b"\n")[:-1]
+
+
+def test_hostile_names_folder_lists_its_good_entries_and_only_real_names(mounts, adv):
+    hostile_names(adv)
+    m = mounts("--no-prefetch", "--read-timeout", "10")
+    folder = m.path / BUCKET / HOUR
+    listed = names(folder)
+    base = lambda key: as_name(key)
+    for key in (GOOD_SCAN, GOOD_PLAIN):
+        assert base(key) in listed, f"good entry {base(key)!r} missing from {sorted(listed)}"
+    dupes = sorted({n for n in listed if listed.count(n) > 1})
+    assert not dupes, f"names listed more than once: {dupes}"
+    too_long = [n[:20] + b"..." for n in listed if len(n) > 255]
+    assert not too_long, f"names over 255 bytes listed: {too_long}"
+    phantoms = []
+    for name in listed:
+        got = fs("lstat", folder / os.fsdecode(name), timeout=10)
+        if not got.ok:
+            phantoms.append(f"{name!r}: {got.name}")
+    assert not phantoms, f"listed names that cannot be looked up: {phantoms}"
+    everything = raw_readdir(folder)
+    assert everything.count(b".") == 1 and everything.count(b"..") == 1, (
+        f"readdir gave {everything.count(b'.')} '.' and {everything.count(b'..')} '..' entries")
+    got = fs("read", folder / os.fsdecode(base(GOOD_SCAN)))
+    assert got.ok and got.data() == content(GOOD_SCAN, 1, 0, 70_000), f"reading the good scan: {got.name}"
+    assert_healthy(m)
+
+
+def as_name(key) -> bytes:
+    return key.encode().rsplit(b"/", 1)[-1] if isinstance(key, str) else key.rsplit(b"/", 1)[-1]
+
+
+def test_hostile_names_never_take_a_request_outside_the_bucket_path(mounts, adv):
+    hostile_names(adv)
+    m = mounts("--no-prefetch", "--read-timeout", "10")
+    folder = m.path / BUCKET / HOUR
+    touched = []
+    # Walk the mirror folder (and one level below), the friendly hour, and names typed by hand.
+    for name in names(folder):
+        path = folder / os.fsdecode(name)
+        st = fs("lstat", path, timeout=10)
+        touched.append((path, st.name))
+        if st.ok and (st.value["mode"] & 0o170000) == 0o040000:
+            sub = fs("listdir", path, timeout=15)
+            for child in ([bytes.fromhex(n) for n in sub.value] if sub.ok else []):
+                touched.append((path / os.fsdecode(child), fs("lstat", path / os.fsdecode(child), timeout=10).name))
+        elif st.ok:
+            fs("preads", path, reads=[[0, 1]], timeout=15)
+    friendly = m.path / "goes16" / "RadC" / "C13" / "2023-03-07" / "14"
+    links = fs("listdir", friendly, timeout=15)
+    assert links.ok, f"the friendly hour folder: {links.name}"
+    outside = []
+    for link in (bytes.fromhex(n) for n in links.value):
+        path = friendly / os.fsdecode(link)
+        target = fs("readlink", path, timeout=10)
+        if target.ok:
+            resolved = os.path.normpath(os.path.join(friendly, os.fsdecode(bytes.fromhex(target.value))))
+            if not resolved.startswith(str(m.path / BUCKET / HOUR)):
+                outside.append(f"{os.fsdecode(link)} -> {os.fsdecode(bytes.fromhex(target.value))}")
+        fs("preads", path, reads=[[0, 1]], timeout=15)
+    for typed in ["..%2F..", "ESCAPED", "a", "a/..", "."]:
+        fs("stat", str(folder) + "/" + typed, timeout=10)
+    adv.wait_idle()
+    assert not outside, f"friendly links pointing outside the hour folder: {outside}"
+    bad = []
+    for r in adv.records():
+        segments = r.path.split(b"/")
+        prefix = r.query.get("prefix", "")
+        if not (r.path == f"/{BUCKET}".encode() or r.path.startswith(f"/{BUCKET}/".encode())) \
+                or b"ESCAPED" in r.path or b".." in segments or b"." in segments \
+                or "ESCAPED" in prefix or any(s in ("..", ".") for s in prefix.split("/")):
+            bad.append(r.target)
+    assert not bad, f"requests outside the bucket path or through '.'/'..': {bad}"
+    assert_healthy(m)
+
+
+def test_non_utf8_keys_never_collapse_into_one_name(mounts, adv):
+    hostile_names(adv)
+    m = mounts("--no-prefetch", "--read-timeout", "10")
+    folder = m.path / BUCKET / HOUR
+    listed = names(folder)
+    hour_listings = adv.listings(HOUR)
+    assert hour_listings and all(r.query.get("encoding-type") == "url" for r in hour_listings), (
+        f"listings must ask with encoding-type=url: {[r.target for r in hour_listings]}")
+    odd = [n for n in listed if n.startswith(b"nonutf8-")]
+    assert len(odd) in (0, 2) and len(set(odd)) == len(odd), (
+        f"two keys differing only in invalid UTF-8 bytes became the names {odd}")
+    wanted = {as_name(k): content(k, 1, 0, size) for k, size in NON_UTF8.items()}
+    read = {}
+    for name in odd:
+        got = fs("read", folder / os.fsdecode(name))
+        if got.ok:
+            data = got.data()
+            assert data in wanted.values(), f"{name!r} read bytes of neither key"
+            if name in wanted:  # the name is the raw key: then its own bytes
+                assert data == wanted[name], f"{name!r} read the other key's bytes"
+            read[name] = data
+    assert len(set(read.values())) == len(read), f"{sorted(read)} read the same object's bytes"
+    assert_healthy(m)
+
+
+def test_terminal_escape_in_a_key_never_reaches_stats(mounts, adv):
+    hostile_names(adv)
+    adv.on_get(ESCAPE_KEY, Error(500, "InternalError", times=1))  # so it is in the errors, too
+    m = mounts("--no-prefetch", "--read-timeout", "10")
+    folder = m.path / BUCKET / HOUR
+    escaped = [n for n in names(folder) if n.startswith(b"esc-")]
+    for name in escaped:
+        got = fs("read", folder / os.fsdecode(name))
+        if got.ok:
+            assert got.data() == content(ESCAPE_KEY, 1, 0, 4321), f"{name!r}: wrong bytes"
+    with open(m.path / ".stats", "rb") as f:
+        report = f.read()
+    for byte, what in ((b"\x1b", "ESC"), (b"\x07", "BEL")):
+        at = report.find(byte)
+        assert at < 0, (f"raw {what} in .stats (reading {escaped!r}): "
+                        f"{report[max(0, at - 60):at + 20]!r}")
+    assert_healthy(m)
