@@ -207,6 +207,10 @@ public final class CacheIndex: Sendable {
         try connection().query("INSERT OR REPLACE INTO listings(bucket, prefix, fetched_at, body) VALUES(?, ?, ?, ?)",
                                [.text(bucket), .text(prefix), .real(fetchedAt), .text(body)])
     }
+
+    public func dropListing(bucket: String, prefix: String) throws(SQLiteError) {
+        try connection().query("DELETE FROM listings WHERE bucket = ? AND prefix = ?", [.text(bucket), .text(prefix)])
+    }
 }
 
 /// Counts open connections, so tests can prove that exiting threads close theirs.

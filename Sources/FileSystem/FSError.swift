@@ -10,6 +10,9 @@ public enum FSError: Error, Sendable, Equatable {
     case accessDenied(String)
     case timedOut(String)
     case io(String)
+    /// The object changed at the source while being read: its cached blocks were dropped.
+    case stale(String)
+    case invalidArgument(String)
 
     public var errno: Int32 {
         switch self {
@@ -20,6 +23,8 @@ public enum FSError: Error, Sendable, Equatable {
         case .accessDenied: return EACCES
         case .timedOut: return ETIMEDOUT
         case .io: return EIO
+        case .stale: return ESTALE
+        case .invalidArgument: return EINVAL
         }
     }
 
@@ -30,6 +35,7 @@ public enum FSError: Error, Sendable, Equatable {
         case .auth: self = .accessDenied(error.message)
         case .timeout: self = .timedOut(error.message)
         case .network, .server: self = .io(error.message)
+        case .changed: self = .stale(error.message)
         }
     }
 }

@@ -15,6 +15,8 @@ struct ReadContext: Sendable {
     let diagnostics: DiagnosticsRunner
     let openObjects: OpenObjects
     let verified: VerifiedBlocks
+    let storeHealth: CacheStoreHealth
+    let listings: ListingCache
     let logger: Logger
     let cacheDirectory: String
 }
@@ -72,16 +74,17 @@ public final class GOESFileSystem: Sendable {
         let diagnostics = DiagnosticsRunner(sources: client.sources.sources, bucket: configuration.buckets.first ?? "noaa-goes16",
                                             extra: configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
+        let listings = ListingCache(client: client, index: index, logger: logger)
         let readContext = ReadContext(client: client, index: index, pool: DownloadPool(threads: configuration.downloadThreads),
                                       statistics: statistics, budget: budget, diagnostics: diagnostics,
-                                      openObjects: registry, verified: verified, logger: logger,
-                                      cacheDirectory: configuration.cacheDirectory)
+                                      openObjects: registry, verified: verified,
+                                      storeHealth: CacheStoreHealth(statistics: statistics, logger: logger),
+                                      listings: listings, logger: logger, cacheDirectory: configuration.cacheDirectory)
         context = readContext
-        let listings = ListingCache(client: client, index: index, logger: logger)
         prefetch = configuration.prefetch
         // A prefetched scan is held open (so it cannot be evicted) until all its blocks are in.
         scans = configuration.prefetch ? ScanPrefetcher(listings: listings, pool: readContext.pool) { ref, done in
-            guard let object = try? registry.acquire(ref, context: readContext) else { return done() }
+            let object = registry.acquire(ref, context: readContext)
             object.fetchAll {
                 registry.release(object)
                 done()
@@ -116,13 +119,9 @@ public final class GOESFileSystem: Sendable {
             return register(.snapshot(render(file)))
         }
         let ref = try namespace.object(at: path)
-        do {
-            let object = try openObjects.acquire(ref, context: context)
-            scans?.opened(ref)
-            return register(.object(object, ReadPattern()))
-        } catch {
-            throw .io("cannot open the cache for \(ref.bucket)/\(ref.object.key): \(error)")
-        }
+        let object = openObjects.acquire(ref, context: context)
+        scans?.opened(ref)
+        return register(.object(object, ReadPattern()))
     }
 
     /// Reads from an open handle; `reply` runs exactly once, possibly on another thread.
