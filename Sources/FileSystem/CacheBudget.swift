@@ -18,6 +18,7 @@ final class CacheBudget: Sendable {
     private let cacheDirectory: String
     private let statistics: Statistics
     private let logger: Logger
+    private let warnings: RateLimitedWarnings
 
     init(limit: Int, index: CacheIndex, openObjects: OpenObjects, verified: VerifiedBlocks, cacheDirectory: String,
          statistics: Statistics, logger: Logger) {
@@ -28,6 +29,7 @@ final class CacheBudget: Sendable {
         self.cacheDirectory = cacheDirectory
         self.statistics = statistics
         self.logger = logger
+        warnings = RateLimitedWarnings(logger: logger)
         let current = (try? index.cachedBytes()) ?? 0
         used = Atomic(current)
         statistics.updateCacheUsage(bytes: current, limit: limit)
@@ -76,7 +78,7 @@ final class CacheBudget: Sendable {
                 }
             }
             if freed == 0 {
-                logger.warning("cache over its limit but every cached object is open; nothing evicted")
+                warnings.warning("cache over its limit but every cached object is open; nothing evicted")
                 return
             }
             dropped(bytes: freed)

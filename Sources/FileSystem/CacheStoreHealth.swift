@@ -56,18 +56,18 @@ final class CacheStoreHealth: Sendable {
 
 /// Warnings that can repeat in a tight loop (eviction that finds everything in use) are logged once
 /// per interval, with the count of those held back.
-final class RateLimitedWarnings: Sendable {
+public final class RateLimitedWarnings: Sendable {
     private struct Seen { var lastLogged: UInt64; var suppressed: Int }
     private let seen = Locked<[String: Seen]>([:])
     private let intervalNanoseconds: UInt64
     private let logger: Logger
 
-    init(logger: Logger, intervalSeconds: Double = 60) {
+    public init(logger: Logger, intervalSeconds: Double = 60) {
         self.logger = logger
         intervalNanoseconds = UInt64(intervalSeconds * 1e9)
     }
 
-    func warning(_ text: String, key: String? = nil) {
+    public func warning(_ text: String, key: String? = nil) {
         let now = DispatchTime.now().uptimeNanoseconds
         let id = key ?? text
         let held: Int? = seen.withLock { table in

@@ -28,6 +28,14 @@ public enum FSError: Error, Sendable, Equatable {
         }
     }
 
+    /// What went wrong, for the log; nil for answers that are no failure of ours (ENOENT, EROFS…).
+    public var failureReason: String? {
+        switch self {
+        case .notFound, .readOnly, .notDirectory, .isDirectory: return nil
+        case .accessDenied(let m), .timedOut(let m), .io(let m), .stale(let m), .invalidArgument(let m): return m
+        }
+    }
+
     /// How a failed request surfaces to a reader: never EAGAIN, always a final answer.
     public init(_ error: FetchError) {
         switch error.category {

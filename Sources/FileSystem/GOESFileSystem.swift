@@ -147,6 +147,11 @@ public final class GOESFileSystem: Sendable {
         }
     }
 
+    /// The cache's cap and the bytes cached now, for `statfs` (`df`).
+    public func cacheCapacity() -> (limit: Int, used: Int) {
+        (context.budget.limit, max(0, context.budget.usedBytes))
+    }
+
     /// The `.stats` text as it stands now.
     public func statsReport() -> String { StatsReport.text(snapshot()) }
 
