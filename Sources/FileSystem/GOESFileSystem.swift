@@ -17,8 +17,29 @@ struct ReadContext: Sendable {
     let verified: VerifiedBlocks
     let storeHealth: CacheStoreHealth
     let listings: ListingCache
+    let changes: ChangeNotifier
     let logger: Logger
     let cacheDirectory: String
+}
+
+/// Passes "this object changed" from the read path to whoever shows files to the kernel.
+public final class ChangeNotifier: Sendable {
+    private let handler = Locked<(@Sendable (MountPath) -> Void)?>(nil)
+    private let queue = DispatchQueue(label: "goesfs-changes")
+
+    public func onChange(_ body: @escaping @Sendable (MountPath) -> Void) { handler.withLock { $0 = body } }
+
+    /// No more notifications; waits for one under way (the session is about to go).
+    public func stop() {
+        handler.withLock { $0 = nil }
+        queue.sync {}
+    }
+
+    /// Runs the handler later, on its own queue: never inside a reply still owed to the kernel.
+    func objectChanged(bucket: String, key: String) {
+        let path = [bucket] + key.split(separator: "/").map(String.init)
+        queue.async { [handler] in handler.withLock { $0 }?(path) }
+    }
 }
 
 /// Settings of one mount.
@@ -46,6 +67,9 @@ public struct MountConfiguration: Sendable {
 /// The FUSE bridge maps inodes to paths and calls this; tests call it directly.
 public final class GOESFileSystem: Sendable {
     public let statistics: Statistics
+    /// Told the mirror path of an object found changed at the source, after its readers got their
+    /// error: the bridge drops the kernel's cached pages of it (files are opened with keep_cache).
+    public let changes = ChangeNotifier()
     private let namespace: Namespace
     private let context: ReadContext
     private let handles = Locked<HandleTable>(HandleTable())
@@ -79,7 +103,8 @@ public final class GOESFileSystem: Sendable {
                                       statistics: statistics, budget: budget, diagnostics: diagnostics,
                                       openObjects: registry, verified: verified,
                                       storeHealth: CacheStoreHealth(statistics: statistics, logger: logger),
-                                      listings: listings, logger: logger, cacheDirectory: configuration.cacheDirectory)
+                                      listings: listings, changes: changes, logger: logger,
+                                      cacheDirectory: configuration.cacheDirectory)
         context = readContext
         prefetch = configuration.prefetch
         // A prefetched scan is held open (so it cannot be evicted) until all its blocks are in.

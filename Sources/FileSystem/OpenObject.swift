@@ -384,6 +384,7 @@ final class OpenObject: Sendable {
         context.statistics.noteEvent("\(bucket)/\(key) changed at the source; cached copy dropped")
         context.diagnostics.downloadFailed()
         for waiter in waiters { waiter.blockFinished(error) }
+        context.changes.objectChanged(bucket: bucket, key: key)
     }
 
     private func byteRange(of block: Int) -> Range<Int> {
