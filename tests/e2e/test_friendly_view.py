@@ -188,6 +188,24 @@ def test_nearest_time(mount, request_name, key_parts):
     assert_link_to(link, mount, "noaa-goes16", key)
 
 
+@pytest.mark.parametrize("folder", ["goes16/RadC/C13/at", "goes-east/RadC/C13/at"])
+def test_malformed_at_names_are_enoent_and_the_daemon_lives(mount, proxy, folder):
+    # Each of these used to trap the daemon (for every user of the mount) or loop for billions of steps.
+    names = [".nc", "~.nc", "x", "~", "2023-03-07T14:23Z~infh.nc", "2023-03-07T14:23Z~nanm.nc",
+             "2023-03-07T14:23Z~1e16h.nc", "2023-03-07T14:23Z~1e9h.nc", "2023-03-07T14:23Z~2000h.nc",
+             "2023-03-07T14:23Z~-1h.nc", "2023-03-07T99:99Z.nc", "9999-12-31T23:59Z~1m.nc"]
+    for name in names:
+        with pytest.raises(FileNotFoundError):
+            os.stat(mount.path / folder / name)
+    # A wide tolerance is bounded: at most 2·24+1 hour listings, however wide it asks.
+    proxy.reset()
+    near = mount.path / folder / "2023-03-07T14:23Z~24h.nc"
+    assert os.path.exists(near)
+    listings = [r for r in proxy.records() if r.is_listing]
+    assert 0 < len(listings) <= 49 + 8, len(listings)
+    assert os.path.exists(mount.path / ".stats") and mount.is_mounted()
+
+
 def test_at_folder_is_not_listed(mount):
     assert "at" not in os.listdir(mount.path / "goes16/RadC/C13")
 
@@ -424,3 +442,27 @@ def test_xattrs_on_mirror_file_and_through_link(mount, mirror_key, friendly):
     assert os.path.realpath(link) == str(path.resolve())
     assert {n: os.getxattr(link, n).decode() for n in os.listxattr(link)
             if n.startswith("user.goes.")} == {**expected, "user.goes.etag": etag}
+
+
+# --- 7. satpy, which recognises files by their NOAA names ---------------------
+
+@pytest.mark.parametrize("view", ["goes16/RadC/C13/2023-03-07/15", "noaa-goes16/ABI-L1b-RadC/2023/066/15"])
+def test_satpy_finds_and_opens_files_on_either_view(mount, tmp_path, view):
+    pytest.importorskip("satpy", reason="satpy is in tests/requirements.txt")
+    folder = mount.path / view
+    got = in_child(tmp_path, """
+        import glob, os, warnings
+        warnings.simplefilter("ignore")
+        from satpy import Scene, find_files_and_readers
+        found = find_files_and_readers(base_dir=folder, reader="abi_l1b")
+        scene = Scene(reader="abi_l1b", filenames=sorted(glob.glob(os.path.join(folder, "*.nc"))))
+        result = {"found": sorted(os.path.basename(p) for p in found["abi_l1b"]),
+                  "start": scene.start_time.isoformat(), "bands": sorted(str(n) for n in scene.available_dataset_names())}
+    """, folder=str(folder))
+    expected = sorted(noaa_name(k) for k in keys_in("noaa-goes16", RADC_NEXT_HOUR) if k.endswith(".nc"))
+    # The friendly hour hides a superseded duplicate (the later creation wins its slot).
+    if view.startswith("goes16"):
+        expected = sorted(os.listdir(folder))
+    assert got["found"] == expected and len(expected) >= 3
+    assert got["start"].startswith("2023-03-07T15:01")
+    assert "C13" in got["bands"]
