@@ -37,7 +37,7 @@ final class OpenObject: Sendable {
         size = object.size
         blockSize = CacheIndex.blockSize
         self.context = context
-        dataFile = try DataFile(path: context.cacheDirectory + "/" + DataFile.relativePath(bucket: bucket, key: object.key))
+        dataFile = try context.index.directory.openDataFile(bucket: bucket, key: object.key)
         let record = try context.index.openObject(bucket: bucket, key: object.key, size: object.size, etag: object.etag)
         if record.invalidated {
             try dataFile.truncate()

@@ -27,13 +27,15 @@ extension Mount {
         let lock: CacheLock
         let index: CacheIndex
         do {
-            lock = try CacheLock(directory: cacheDirectory, waitSeconds: 5)
-            index = try CacheIndex(path: cacheDirectory + "/index.sqlite")
+            let directory = try CacheDirectory(path: cacheDirectory, create: true)
+            lock = try CacheLock(directory: directory, waitSeconds: 5)
+            index = try CacheIndex(directory: directory)
         } catch {
             Daemon.reportFailure("cannot use the cache in \(cacheDirectory): \(error)")
             throw ExitCode.failure
         }
         defer { withExtendedLifetime(lock) {} }
+        if let note = index.upgradeNote { logger.notice("\(note)") }
         var configuration = MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory,
                                                cacheLimit: cacheLimit(cacheDirectory: cacheDirectory))
         configuration.prefetch = !noPrefetch

@@ -108,21 +108,31 @@ struct Mount: ParsableCommand {
         }
     }
 
+    /// Creates the cache directory if missing (its parents 0755, itself 0700) and checks that it is
+    /// safe to use (`CacheDirectory`), so a bad one is refused here, in the foreground.
     private func prepareCacheDirectory() throws -> String {
         let directory = CacheLocation.resolve(cacheDir)
-        // mkdir -p by hand, so the message names the component that failed and why.
+        // mkdir -p of the parents by hand, so the message names the component that failed and why.
         var path = ""
-        for component in directory.split(separator: "/") {
+        for component in directory.split(separator: "/").dropLast() {
             path += "/" + component
             if mkdir(path, 0o755) != 0 && errno != EEXIST {
                 throw CLIError("cannot create the cache directory \(directory): \(path): \(String(cString: strerror(errno)))")
             }
+        }
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            throw CLIError("cannot create the cache directory \(directory): \(String(cString: strerror(errno)))")
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CLIError("cannot create the cache directory \(directory): something else is in the way")
         }
         guard access(directory, W_OK) == 0 else { throw CLIError("the cache directory \(directory) is not writable") }
+        do {
+            _ = try CacheDirectory(path: directory, create: true)
+        } catch {
+            throw CLIError(error.description)
+        }
         return directory
     }
 

@@ -1,0 +1,174 @@
+"""Hardening, the local part: the cache directory's rules and links planted in it, log files,
+numbers on the command line, a full cache disk, descriptors, credentials in endpoint URLs.
+
+Every mount is unmounted in teardown (conftest's fixtures); every tmpfs a test mounts is
+unmounted in its own fixture's teardown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import resource
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import MOUNTS_KEY, GoesfsMount, mounted_paths
+from tests.fixtures.goes_fixtures import RADC_HOUR, fixture_objects
+
+G16 = [o for o in fixture_objects() if o.bucket == "noaa-goes16" and o.key.startswith(RADC_HOUR)]
+SMALL = next(o for o in G16 if o.size == 123_457)
+VICTIM_BYTES = b"a file goesfs must never write\n"
+
+
+# --- helpers ---------------------------------------------------------------
+
+def data_file(cache_dir: Path, bucket: str, key: str) -> Path:
+    """objects/<h2>/<h>.data, h = SHA-256 of bucket NUL key (docs/ARCHITECTURE.md)."""
+    h = hashlib.sha256(bucket.encode() + b"\0" + key.encode()).hexdigest()
+    return cache_dir / "objects" / h[:2] / f"{h}.data"
+
+
+def run(binary: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def error_line(done: subprocess.CompletedProcess) -> str:
+    """The one `Error: …` line a refusal must print, and no trap."""
+    assert done.returncode not in (0, -4, -5, -6, 132, 133, 134), \
+        f"exit {done.returncode} (0 or a trap):\n{done.stdout}{done.stderr}"
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), \
+        f"expected one 'Error: …' line on stderr, got:\n{done.stderr}"
+    return lines[0]
+
+
+@pytest.fixture
+def victim(tmp_path) -> Path:
+    path = tmp_path / "victim"
+    path.write_bytes(VICTIM_BYTES)
+    yield path
+    assert path.read_bytes() == VICTIM_BYTES, "goesfs wrote through a planted link"
+
+
+class BareMount(GoesfsMount):
+    """A mount that leaves creating its cache directory to goesfs (conftest's creates it first)."""
+
+    def mount(self, *extra: str) -> "BareMount":
+        self.path.mkdir(parents=True, exist_ok=True)
+        done = run(self.binary, "mount", str(self.path), "--endpoint", self.endpoint, "--cache-dir", str(self.cache_dir),
+                   "--satellites", self.satellites, "--log-file", str(self.log_file), *extra)
+        assert done.returncode == 0, f"goesfs mount exited {done.returncode}: {done.stderr}\n{self.log_tail()}"
+        found = re.search(r"\(pid (\d+)", done.stdout)
+        self.pid = int(found.group(1)) if found else None
+        return self
+
+
+@pytest.fixture
+def bare(request, goesfs_bin, proxy, tmp_path):
+    """Makes BareMounts (not yet mounted); each is unmounted in teardown."""
+    made: list[BareMount] = []
+    request.node.stash[MOUNTS_KEY] = made
+
+    def make(name: str = "m") -> BareMount:
+        m = BareMount(goesfs_bin, proxy.url, tmp_path / name)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.unmount()
+
+
+# --- 1. the cache directory ----------------------------------------------------
+
+def _symlinked(cache: Path, tmp: Path):
+    (tmp / "real").mkdir()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.symlink_to(tmp / "real")
+
+
+def _mode(mode):
+    def setup(cache: Path, tmp: Path):
+        cache.mkdir(parents=True)
+        os.chmod(cache, mode)
+    return setup
+
+
+def _owned_by_nobody(cache: Path, tmp: Path):
+    cache.mkdir(parents=True)
+    os.chown(cache, 65534, 65534)
+
+
+BAD_CACHE_DIRS = {
+    "symlink": (_symlinked, "is a symbolic link"),
+    "group-writable": (_mode(0o770), "is writable by others (mode 770)"),
+    "world-writable": (_mode(0o1777), "is writable by others (mode 1777)"),
+    "other-owner": (_owned_by_nobody, "belongs to uid 65534"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CACHE_DIRS)
+def test_unsafe_cache_dir_is_refused_by_mount_and_cache_commands(goesfs_bin, bare, proxy, tmp_path, case):
+    if case == "other-owner" and os.geteuid() != 0:
+        pytest.skip("needs root to give the directory away")
+    setup, message = BAD_CACHE_DIRS[case]
+    m = bare()
+    setup(m.cache_dir, tmp_path)
+    m.path.mkdir(parents=True)
+    done = run(goesfs_bin, "mount", str(m.path), "--endpoint", proxy.url, "--cache-dir", str(m.cache_dir),
+               "--log-file", str(m.log_file))
+    assert message in error_line(done)
+    assert mounted_paths(tmp_path) == []
+    for command in ("info", "verify", "clear"):
+        assert message in error_line(run(goesfs_bin, "cache", command, "--cache-dir", str(m.cache_dir)))
+
+
+def test_missing_cache_dir_is_created_0700(bare, tmp_path):
+    m = bare()
+    m.cache_dir = tmp_path / "new" / "cache"
+    m.mount()
+    assert os.stat(m.cache_dir).st_mode & 0o7777 == 0o700
+    (m.path / SMALL.bucket / SMALL.key).read_bytes()
+    f = data_file(m.cache_dir, SMALL.bucket, SMALL.key)
+    assert os.stat(f).st_mode & 0o777 == 0o600
+    assert os.stat(f.parent).st_mode & 0o777 == 0o700
+    assert os.stat(m.cache_dir / "lock").st_mode & 0o777 == 0o600
+
+
+def test_planted_data_file_link_is_never_followed(mount_factory, proxy, victim):
+    m = mount_factory()
+    path = m.path / SMALL.bucket / SMALL.key
+    want = path.read_bytes()
+    m.unmount()
+    planted = data_file(m.cache_dir, SMALL.bucket, SMALL.key)
+    assert planted.exists(), "the layout is not what this test expects"
+    planted.unlink()
+    planted.symlink_to(victim)
+    proxy.reset()
+    m.mount()
+    assert path.read_bytes() == want
+    assert proxy.object_gets(f"/{SMALL.bucket}/{SMALL.key}"), "served without fetching, from where?"
+    assert not planted.is_symlink(), "the planted link is still there"
+    # `goesfs cache verify` treats a planted link as a stray entry and removes it.
+    m.unmount()
+    planted.unlink()
+    planted.symlink_to(victim)
+    done = run(m.binary, "cache", "verify", "--cache-dir", str(m.cache_dir))
+    assert not planted.is_symlink(), done.stdout + done.stderr
+
+
+def test_planted_objects_folder_link_is_never_followed(mount_factory, proxy, tmp_path):
+    m = mount_factory()
+    m.unmount()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    subprocess.run(["rm", "-rf", str(m.cache_dir / "objects")], check=True)
+    (m.cache_dir / "objects").symlink_to(elsewhere)
+    m.mount()
+    path = m.path / SMALL.bucket / SMALL.key
+    assert len(path.read_bytes()) == SMALL.size
+    assert list(elsewhere.iterdir()) == [], "a data file was created through the link"
