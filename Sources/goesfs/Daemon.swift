@@ -54,13 +54,13 @@ enum Daemon {
         let text = String(decoding: message, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard text == "ready" else {
             let reason = text.isEmpty ? "the background process exited before mounting; see \(logFile)" : text
-            FileHandle.standardError.write(Data("Error: \(reason)\n".utf8))
+            Console.error("Error: \(reason)\n")
             throw ExitCode.failure
         }
         // The mount answers once libfuse's loop runs; a stat proves it before we return.
         var st = stat()
         guard stat(mountpoint, &st) == 0 else {
-            FileHandle.standardError.write(Data("goesfs: mounted, but \(mountpoint) does not answer: \(String(cString: strerror(errno)))\n".utf8))
+            Console.error("goesfs: mounted, but \(mountpoint) does not answer: \(String(cString: strerror(errno)))\n")
             throw ExitCode.failure
         }
         print("goesfs: mounted at \(mountpoint) (pid \(child), log \(logFile))")
@@ -69,7 +69,7 @@ enum Daemon {
     static func reportReady() { tell("ready\n") }
 
     static func reportFailure(_ message: String) {
-        FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
+        Console.error("Error: \(message)\n")
         tell(message + "\n")
     }
 

@@ -70,13 +70,20 @@ struct Mount: ParsableCommand {
             throw CLIError("a source must be an http:// or https:// URL, not \(url)")
         }
         if let maxBandwidth, ByteSize.parse(maxBandwidth) == nil {
-            throw CLIError("--max-bandwidth must be a rate such as 10M (bytes per second), not '\(maxBandwidth)'")
+            throw CLIError("--max-bandwidth must be a rate such as 10M (bytes per second: digits with K, M, G, T or P, less than 8 EiB), not '\(maxBandwidth)'")
         }
-        guard maxConnections >= 1, sourceCooldown >= 0 else { throw CLIError("--max-connections must be ≥ 1 and --source-cooldown ≥ 0") }
         if let cacheSize, ByteSize.parse(cacheSize) == nil {
-            throw CLIError("--cache-size must be a size such as 500M or 20G, not '\(cacheSize)'")
+            throw CLIError("--cache-size must be a size such as 500M or 20G (digits with K, M, G, T or P, less than 8 EiB), not '\(cacheSize)'")
         }
-        guard retries >= 1, readTimeout > 0 else { throw CLIError("--retries must be ≥ 1 and --read-timeout > 0") }
+        // Bounds, so no later conversion of a number (to milliseconds, to a count of handles) can trap.
+        guard (1...4096).contains(maxConnections) else { throw CLIError("--max-connections must be between 1 and 4096, not \(maxConnections)") }
+        guard (1...1000).contains(retries) else { throw CLIError("--retries must be between 1 and 1000, not \(retries)") }
+        guard readTimeout.isFinite, readTimeout > 0, readTimeout <= 86_400 else {
+            throw CLIError("--read-timeout must be more than 0 and at most 86400 seconds, not \(readTimeout)")
+        }
+        guard sourceCooldown.isFinite, sourceCooldown >= 0, sourceCooldown <= 86_400 else {
+            throw CLIError("--source-cooldown must be between 0 and 86400 seconds, not \(sourceCooldown)")
+        }
     }
 
     func run() throws {

@@ -172,3 +172,58 @@ def test_planted_objects_folder_link_is_never_followed(mount_factory, proxy, tmp
     path = m.path / SMALL.bucket / SMALL.key
     assert len(path.read_bytes()) == SMALL.size
     assert list(elsewhere.iterdir()) == [], "a data file was created through the link"
+
+
+# --- 4. numbers on the command line and in the config file --------------------
+
+BAD_NUMBERS = [
+    ("--cache-size", "1e30"), ("--cache-size", "99999999T"), ("--cache-size", "-5G"), ("--cache-size", "nan"),
+    ("--cache-size", "inf"), ("--cache-size", ""), ("--cache-size", "0"), ("--cache-size", "9223372036854775807K"),
+    ("--max-bandwidth", "99999999T"), ("--max-bandwidth", "1e30"), ("--max-bandwidth", "-1"), ("--max-bandwidth", "NaN"),
+    ("--max-bandwidth", "inf"), ("--max-bandwidth", ""),
+    ("--read-timeout", "inf"), ("--read-timeout", "nan"), ("--read-timeout", "1e30"), ("--read-timeout", "-1"),
+    ("--source-cooldown", "inf"), ("--source-cooldown", "-1"), ("--max-connections", "0"),
+    ("--max-connections", "99999999999"), ("--retries", "99999999999999999999999"), ("--retries", "-1"),
+]
+
+
+@pytest.mark.parametrize("flag,value", BAD_NUMBERS, ids=[f"{f}={v or 'empty'}" for f, v in BAD_NUMBERS])
+def test_bad_numbers_are_one_error_line(goesfs_bin, tmp_path, flag, value):
+    (tmp_path / "mnt").mkdir()
+    for form in ([f"{flag}={value}"], [flag, value]):
+        done = run(goesfs_bin, "mount", str(tmp_path / "mnt"), "--cache-dir", str(tmp_path / "cache"), *form)
+        error_line(done)
+    assert mounted_paths(tmp_path) == []
+
+
+@pytest.mark.parametrize("line", ['cache_size = 1e30', 'cache_size = "99999999T"', 'cache_size = -5', 'cache_size = ""',
+                                  'max_bandwidth = inf', 'max_bandwidth = nan', 'read_timeout = inf', 'retries = -3'])
+def test_bad_numbers_in_the_config_file_are_one_error_line(goesfs_bin, tmp_path, line):
+    (tmp_path / "mnt").mkdir()
+    config = tmp_path / "goesfs.toml"
+    config.write_text(line + "\n")
+    done = run(goesfs_bin, "mount", str(tmp_path / "mnt"), "--cache-dir", str(tmp_path / "cache"), "--config", str(config))
+    error_line(done)
+    assert mounted_paths(tmp_path) == []
+
+
+def test_stats_interval_nan_is_one_error_line(goesfs_bin, tmp_path):
+    error_line(run(goesfs_bin, "stats", str(tmp_path), "--watch", "--interval", "nan"))
+
+
+def test_cache_verify_reports_impossible_rows_as_damaged(mount_factory):
+    import sqlite3
+    m = mount_factory()
+    (m.path / SMALL.bucket / SMALL.key).read_bytes()
+    m.unmount()
+    with sqlite3.connect(m.cache_dir / "index.sqlite") as conn:
+        (object_id,) = conn.execute("SELECT id FROM objects WHERE key = ?", (SMALL.key,)).fetchone()
+        conn.executemany("INSERT INTO blocks(object_id, block, crc, length) VALUES(?, ?, 0, ?)",
+                         [(object_id, 2**62, 100), (object_id, 7, -5), (object_id, -1, 10)])
+    conn.close()
+    done = run(m.binary, "cache", "verify", "--cache-dir", str(m.cache_dir))
+    assert done.returncode == 1, f"exit {done.returncode}: {done.stdout}{done.stderr}"
+    assert f"block {2**62} (dropped)" in done.stdout and "block 7 (dropped)" in done.stdout, done.stdout
+    assert "checked 4 blocks: 3 damaged" in done.stdout, done.stdout
+    again = run(m.binary, "cache", "verify", "--cache-dir", str(m.cache_dir))
+    assert again.returncode == 0 and "checked 1 blocks: 0 damaged" in again.stdout, again.stdout
