@@ -102,14 +102,21 @@ public final class CacheDirectory: Sendable {
 
     // MARK: Index files
 
-    /// Refuses index files that are symbolic links: SQLite opens its WAL and shared-memory files by
-    /// name, and `SQLITE_OPEN_NOFOLLOW` covers only the database itself.
-    func checkIndexFilesAreNotLinks() throws(Failure) {
+    /// Refuses index files that are symbolic links (SQLite opens its WAL and shared-memory files by
+    /// name, and `SQLITE_OPEN_NOFOLLOW` covers only the database itself), and creates the database
+    /// file 0600 before SQLite does (it would use 0644; the WAL and shared memory copy its mode).
+    func prepareIndexFiles() throws(Failure) {
         for name in [CacheDirectory.indexName] + CacheDirectory.indexCompanions.map({ CacheDirectory.indexName + $0 }) {
-            var st = stat()
-            if fstatat(descriptor, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_mode & S_IFMT == S_IFLNK {
-                throw Failure("\(path)/\(name) is a symbolic link; goesfs refuses to open it (remove it)")
+            let create = name == CacheDirectory.indexName ? O_CREAT : 0
+            let fd = openat(descriptor, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | create, 0o600)
+            if fd < 0 && errno == ENOENT { continue }
+            guard fd >= 0 else {
+                if errno == ELOOP { throw Failure("\(path)/\(name) is a symbolic link; goesfs refuses to open it (remove it)") }
+                throw Failure("cannot open \(path)/\(name): \(CacheDirectory.reason(errno))", code: errno)
             }
+            var st = stat()
+            if fstat(fd, &st) == 0 && st.st_mode & 0o077 != 0 { fchmod(fd, 0o600) } // made by an older goesfs
+            close(fd)
         }
     }
 

@@ -36,9 +36,6 @@ public final class CacheIndex: Sendable {
 
     public init(directory: CacheDirectory) throws(SQLiteError) {
         self.directory = directory
-        do { try directory.checkIndexFilesAreNotLinks() } catch {
-            throw SQLiteError(code: SQLITE_CANTOPEN, message: error.description)
-        }
         path = directory.indexPath
         var key = pthread_key_t()
         pthread_key_create(&key) { pointer in
@@ -82,6 +79,9 @@ public final class CacheIndex: Sendable {
 
     /// Creates or upgrades the schema; returns what an upgrade forgot, if anything.
     private static func createSchema(path: String, directory: CacheDirectory) throws(SQLiteError) -> String? {
+        do { try directory.prepareIndexFiles() } catch {
+            throw SQLiteError(code: error.code == ENOSPC ? SQLITE_FULL : SQLITE_CANTOPEN, message: error.description, systemErrno: error.code ?? 0)
+        }
         let connection = try open(path: path)
         defer { connection.close() }
         try connection.execute("PRAGMA journal_mode=WAL")

@@ -68,9 +68,10 @@ enum Daemon {
 
     static func reportReady() { tell("ready\n") }
 
+    /// The parent hears first (the pipe cannot be full), then the log, which may sit on a full disk.
     static func reportFailure(_ message: String) {
-        Console.error("Error: \(message)\n")
         tell(message + "\n")
+        Console.error("Error: \(message)\n")
     }
 
     /// Writes to the parent's pipe once; nothing when running in the foreground by hand.

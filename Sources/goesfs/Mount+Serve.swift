@@ -31,7 +31,7 @@ extension Mount {
             lock = try CacheLock(directory: directory, waitSeconds: 5)
             index = try CacheIndex(directory: directory)
         } catch {
-            Daemon.reportFailure("cannot use the cache in \(cacheDirectory): \(error)")
+            Daemon.reportFailure(Mount.cacheFailure(error, in: cacheDirectory))
             throw ExitCode.failure
         }
         defer { withExtendedLifetime(lock) {} }
@@ -71,6 +71,14 @@ extension Mount {
             throw ExitCode.failure
         }
         logger.info("unmounted \(mountpoint)")
+    }
+
+    /// Why the cache cannot be used, naming a full disk as such (SQLite says "database or disk is full").
+    static func cacheFailure(_ error: Error, in directory: String) -> String {
+        let full = (error as? SQLiteError)?.isDiskFull == true || (error as? CacheDirectory.Failure)?.code == ENOSPC
+            || "\(error)".contains("ENOSPC")
+        if full { return "the cache disk is full (ENOSPC) at \(directory); free some space there or choose another --cache-dir" }
+        return "cannot use the cache in \(directory): \(error)"
     }
 
     /// Points stderr (the log) at `--log-file`, appending; again on SIGHUP after a rotation.

@@ -79,7 +79,21 @@ final class CacheDirectoryTests: XCTestCase {
         XCTAssertEqual(mode(file), 0o600)
         let lock = try CacheLock(directory: cache)
         XCTAssertEqual(mode(directory + "/lock"), 0o600)
+        let index = try CacheIndex(directory: cache)
+        _ = try index.openObject(bucket: "b", key: "k", size: 1, etag: "e")
+        for name in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+            XCTAssertEqual(mode(directory + "/" + name), 0o600, name)
+        }
         withExtendedLifetime(lock) {}
+    }
+
+    /// An index an older goesfs made 0644 is tightened.
+    func testExistingIndexFilesAreMadePrivate() throws {
+        let cache = try CacheDirectory(path: directory, create: true)
+        _ = FileManager.default.createFile(atPath: directory + "/index.sqlite", contents: nil)
+        chmod(directory + "/index.sqlite", 0o644)
+        _ = try CacheIndex(directory: cache)
+        XCTAssertEqual(mode(directory + "/index.sqlite"), 0o600)
     }
 
     func testRefusesASymbolicLink() throws {

@@ -227,3 +227,33 @@ def test_cache_verify_reports_impossible_rows_as_damaged(mount_factory):
     assert "checked 4 blocks: 3 damaged" in done.stdout, done.stdout
     again = run(m.binary, "cache", "verify", "--cache-dir", str(m.cache_dir))
     assert again.returncode == 0 and "checked 1 blocks: 0 damaged" in again.stdout, again.stdout
+
+
+# --- 6. a full cache disk -------------------------------------------------------
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MiB tmpfs filled to the last byte; unmounted in teardown."""
+    path = tmp_path / "full"
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(path)], check=True)
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={path / 'fill'}", "bs=64k"], capture_output=True)
+        assert os.statvfs(path).f_bavail == 0
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_full_cache_disk_is_named_not_a_silent_death(goesfs_bin, proxy, tmp_path, full_disk):
+    """The log goes to the full disk too (the default, <cache-dir>/goesfs.log)."""
+    (tmp_path / "mnt").mkdir()
+    cache = full_disk / "cache"
+    done = run(goesfs_bin, "mount", str(tmp_path / "mnt"), "--endpoint", proxy.url, "--cache-dir", str(cache))
+    line = error_line(done)
+    assert f"the cache disk is full (ENOSPC) at {cache}" in line, line
+    assert "exited before mounting" not in line
+    assert mounted_paths(tmp_path / "mnt") == []
+    # In the foreground the same line reaches stderr (a terminal or a pipe, not the full disk).
+    done = run(goesfs_bin, "mount", str(tmp_path / "mnt"), "--endpoint", proxy.url, "--cache-dir", str(cache), "--foreground")
+    assert "the cache disk is full (ENOSPC)" in error_line(done)
