@@ -9,7 +9,10 @@ import ObjectStore
 extension Mount {
     /// Mounts and serves in this process until unmounted or signalled.
     func serve(cacheDirectory: String, options: MountOptions) throws {
-        try reopenLog()
+        do { try reopenLog() } catch {
+            Daemon.reportFailure("\(error)")
+            throw ExitCode.failure
+        }
         let level: Logger.Level = debug ? .debug : .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -84,8 +87,7 @@ extension Mount {
     /// Points stderr (the log) at `--log-file`, appending; again on SIGHUP after a rotation.
     func reopenLog() throws {
         guard let logFile else { return }
-        let descriptor = open(logFile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw CLIError("cannot open the log file \(logFile)") }
+        let descriptor = try Daemon.openLog(logFile)
         dup2(descriptor, STDERR_FILENO)
         close(descriptor)
     }

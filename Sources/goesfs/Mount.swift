@@ -94,7 +94,7 @@ struct Mount: ParsableCommand {
             try serve(cacheDirectory: cacheDirectory, options: options)
         } else {
             // The background process logs to a file it knows by name, so SIGHUP can reopen it.
-            let log = logFile ?? cacheDirectory + "/goesfs.log"
+            let log = logFile ?? cacheDirectory + "/" + CacheDirectory.defaultLogName
             try Daemon.start(arguments: CommandLine.arguments + ["--foreground"] + (logFile == nil ? ["--log-file", log] : []),
                              logFile: log, mountpoint: mountpoint)
         }

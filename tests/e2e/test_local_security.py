@@ -257,3 +257,37 @@ def test_full_cache_disk_is_named_not_a_silent_death(goesfs_bin, proxy, tmp_path
     # In the foreground the same line reaches stderr (a terminal or a pipe, not the full disk).
     done = run(goesfs_bin, "mount", str(tmp_path / "mnt"), "--endpoint", proxy.url, "--cache-dir", str(cache), "--foreground")
     assert "the cache disk is full (ENOSPC)" in error_line(done)
+
+
+# --- 3. log and lock files --------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["log-file", "default-log", "foreground"])
+def test_log_file_link_is_refused_never_followed(bare, victim, where):
+    m = bare()
+    m.path.mkdir(parents=True)
+    m.cache_dir.mkdir(mode=0o700)
+    log = m.cache_dir / "goesfs.log" if where == "default-log" else m.log_file
+    log.symlink_to(victim)
+    argv = ["mount", str(m.path), "--endpoint", m.endpoint, "--cache-dir", str(m.cache_dir)]
+    argv += [] if where == "default-log" else ["--log-file", str(log)]
+    argv += ["--foreground"] if where == "foreground" else []
+    line = error_line(run(m.binary, *argv))
+    assert f"cannot open the log file {log}: it is a symbolic link" in line, line
+    assert not m.is_mounted()
+
+
+def test_lock_file_link_is_refused_never_followed(bare, victim):
+    m = bare()
+    m.path.mkdir(parents=True)
+    m.cache_dir.mkdir(mode=0o700)
+    (m.cache_dir / "lock").symlink_to(victim)
+    line = error_line(run(m.binary, "mount", str(m.path), "--endpoint", m.endpoint, "--cache-dir", str(m.cache_dir),
+                          "--log-file", str(m.log_file)))
+    assert "lock" in line and "Too many levels of symbolic links" in line, line
+    assert "lock" in error_line(run(m.binary, "cache", "info", "--cache-dir", str(m.cache_dir)))
+
+
+def test_new_log_file_is_0640(bare):
+    m = bare()
+    m.mount()
+    assert os.stat(m.log_file).st_mode & 0o777 == 0o640
