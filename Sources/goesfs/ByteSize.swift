@@ -29,6 +29,16 @@ enum ByteSize {
     }
 }
 
+extension ByteSize {
+    /// `1.5 GiB`, for log lines (binary units, as `--cache-size` reads them).
+    static func human(_ bytes: Int) -> String {
+        let names = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+        var value = Double(bytes), unit = 0
+        while value >= 1024 && unit < names.count - 1 { value /= 1024; unit += 1 }
+        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, names[unit])
+    }
+}
+
 private extension Character {
     var isASCIIDigit: Bool { isASCII && isNumber }
 }

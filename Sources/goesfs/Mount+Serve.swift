@@ -39,8 +39,10 @@ extension Mount {
         }
         defer { withExtendedLifetime(lock) {} }
         if let note = index.upgradeNote { logger.notice("\(note)") }
+        let limit = cacheLimit(cacheDirectory: cacheDirectory, cachedBytes: (try? index.cachedBytes()) ?? 0)
+        logger.info("\(limit.reason)")
         var configuration = MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory,
-                                               cacheLimit: cacheLimit(cacheDirectory: cacheDirectory))
+                                               cacheLimit: limit.bytes)
         configuration.prefetch = !noPrefetch
         configuration.versionLines = GoesFS.versionLines
         let fileSystem = GOESFileSystem(

@@ -34,7 +34,7 @@ struct Mount: ParsableCommand {
     @Option(help: "Where cached data and the index live (default: $XDG_CACHE_HOME/goesfs or ~/.cache/goesfs).")
     var cacheDir: String?
 
-    @Option(help: "The cache's size cap, e.g. 500M, 20G (default: a quarter of the free space in the cache directory).")
+    @Option(help: "The cache's size cap, e.g. 500M, 20G (default: a quarter of the free space in the cache directory, at least 1G, at most half of it).")
     var cacheSize: String?
 
     @Option(help: "Satellites to show, comma-separated.")
@@ -143,10 +143,23 @@ struct Mount: ParsableCommand {
         return directory
     }
 
-    func cacheLimit(cacheDirectory: String) -> Int {
-        if let cacheSize, let bytes = ByteSize.parse(cacheSize) { return bytes }
+    /// The cache's size cap and a line for the log saying how it was chosen. The default is a quarter
+    /// of the room the cache has (free space plus what it already holds), at least 1 GiB, but never
+    /// more than half of that room: a cap above the free space would fill the disk instead of evicting.
+    func cacheLimit(cacheDirectory: String, cachedBytes: Int) -> (bytes: Int, reason: String) {
         var fs = statvfs()
-        guard statvfs(cacheDirectory, &fs) == 0 else { return 10 << 30 }
-        return max(1 << 30, Int(fs.f_bavail) * Int(fs.f_frsize) / 4)
+        let free: Int? = statvfs(cacheDirectory, &fs) == 0
+            ? Int(exactly: UInt64(fs.f_bavail).multipliedReportingOverflow(by: UInt64(fs.f_frsize)).partialValue) : nil
+        let room = free.map { $0.addingReportingOverflow(cachedBytes).partialValue }
+        if let cacheSize, let bytes = ByteSize.parse(cacheSize) {
+            let warning = room.map { bytes > $0 ? "; only \(ByteSize.human($0)) are free for it at \(cacheDirectory)" : "" } ?? ""
+            return (bytes, "cache size cap: \(ByteSize.human(bytes)) (--cache-size)\(warning)")
+        }
+        guard let room, room > 0 else {
+            return (1 << 30, "cache size cap: 1 GiB (the free space at \(cacheDirectory) is unknown)")
+        }
+        let bytes = min(max(room / 4, 1 << 30), room / 2)
+        return (bytes, "cache size cap: \(ByteSize.human(bytes)) (a quarter of the \(ByteSize.human(room)) free for the cache at "
+                + "\(cacheDirectory), at least 1 GiB but at most half of it; --cache-size sets it)")
     }
 }

@@ -229,20 +229,51 @@ def test_cache_verify_reports_impossible_rows_as_damaged(mount_factory):
     assert again.returncode == 0 and "checked 1 blocks: 0 damaged" in again.stdout, again.stdout
 
 
-# --- 6. a full cache disk -------------------------------------------------------
+# --- 5. and 6. a small or full cache disk -----------------------------------------
 
 @pytest.fixture
-def full_disk(tmp_path):
-    """A 1 MiB tmpfs filled to the last byte; unmounted in teardown."""
-    path = tmp_path / "full"
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(path)], check=True)
-    try:
-        subprocess.run(["dd", "if=/dev/zero", f"of={path / 'fill'}", "bs=64k"], capture_output=True)
-        assert os.statvfs(path).f_bavail == 0
-        yield path
-    finally:
+def tmpfs(tmp_path):
+    """Makes small tmpfs mounts (`tmpfs("8M")`); all are unmounted in teardown."""
+    made: list[Path] = []
+
+    def make(size: str) -> Path:
+        path = tmp_path / f"tmpfs{len(made)}"
+        path.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+        made.append(path)
+        return path
+
+    yield make
+    for path in made:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
+def full_disk(tmpfs):
+    """A 1 MiB tmpfs filled to the last byte."""
+    path = tmpfs("1M")
+    subprocess.run(["dd", "if=/dev/zero", f"of={path / 'fill'}", "bs=64k"], capture_output=True)
+    assert os.statvfs(path).f_bavail == 0
+    return path
+
+
+def test_default_cache_cap_never_exceeds_the_free_space(tmpfs, bare):  # tmpfs first: unmounted last
+    import json
+    disk = tmpfs("8M")
+    m = bare()
+    m.cache_dir = disk / "cache"
+    m.mount()
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    limit = json.loads((m.path / ".stats.json").read_text())["cache"]["limit_bytes"]
+    assert 0 < limit <= free, f"cap {limit} on a disk with {free} bytes free"
+    assert "cache size cap: 4.0 MiB (a quarter of the" in m.log_file.read_text(), m.log_tail()
+
+
+def test_explicit_cache_size_above_the_free_space_is_logged(tmpfs, bare):
+    m = bare()
+    m.cache_dir = tmpfs("8M") / "cache"
+    m.mount("--cache-size", "1G")
+    assert "cache size cap: 1.0 GiB (--cache-size); only" in m.log_file.read_text(), m.log_tail()
 
 
 def test_full_cache_disk_is_named_not_a_silent_death(goesfs_bin, proxy, tmp_path, full_disk):
