@@ -20,6 +20,7 @@ extension Mount {
             return handler
         }
         let logger = Logger(label: "goesfs")
+        logger.info("\(DescriptorLimit.raiseToHardLimit())")
         let pool = SourcePool(sources: sourceURLs.isEmpty ? Source.publicDefaults : sourceURLs.map(Source.endpoint),
                               coolDown: sourceCooldown)
         let statistics = Statistics(sources: pool)

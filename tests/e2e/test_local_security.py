@@ -322,3 +322,19 @@ def test_new_log_file_is_0640(bare):
     m = bare()
     m.mount()
     assert os.stat(m.log_file).st_mode & 0o777 == 0o640
+
+
+# --- 7. descriptors -----------------------------------------------------------------
+
+def test_soft_descriptor_limit_is_raised_to_the_hard_limit(bare):
+    def low_soft_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))
+    m = bare()
+    m.path.mkdir(parents=True)
+    done = run(m.binary, "mount", str(m.path), "--endpoint", m.endpoint, "--cache-dir", str(m.cache_dir),
+               "--log-file", str(m.log_file), preexec_fn=low_soft_limit)
+    assert done.returncode == 0, done.stderr
+    m.pid = int(re.search(r"\(pid (\d+)", done.stdout).group(1))
+    limits = Path(f"/proc/{m.pid}/limits").read_text()
+    assert re.search(r"Max open files\s+4096\s+4096", limits), limits
+    assert "open files: raised the soft limit from 256 to the hard limit 4096" in m.log_file.read_text(), m.log_tail()
