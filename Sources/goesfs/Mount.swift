@@ -67,7 +67,7 @@ struct Mount: ParsableCommand {
     func validate() throws {
         _ = try buckets()
         for url in sourceURLs where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
-            throw CLIError("a source must be an http:// or https:// URL, not \(url)")
+            throw CLIError("a source must be an http:// or https:// URL, not \(Source.redacted(url))")
         }
         if let maxBandwidth, ByteSize.parse(maxBandwidth) == nil {
             throw CLIError("--max-bandwidth must be a rate such as 10M (bytes per second: digits with K, M, G, T or P, less than 8 EiB), not '\(maxBandwidth)'")

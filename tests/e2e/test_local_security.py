@@ -338,3 +338,21 @@ def test_soft_descriptor_limit_is_raised_to_the_hard_limit(bare):
     limits = Path(f"/proc/{m.pid}/limits").read_text()
     assert re.search(r"Max open files\s+4096\s+4096", limits), limits
     assert "open files: raised the soft limit from 256 to the hard limit 4096" in m.log_file.read_text(), m.log_tail()
+
+
+# --- 9. credentials in endpoint URLs -------------------------------------------------
+
+def test_credentials_in_source_urls_are_redacted_everywhere(mount_factory, proxy, goesfs_bin):
+    """A dead source with credentials first (it fails and is demoted), the proxy second."""
+    secret_url = "http://reader:s3cr3t-pw@127.0.0.1:9"
+    m = mount_factory("m", "16,18", "--source", secret_url, "--source", proxy.url, "--source-cooldown", "600")
+    (m.path / SMALL.bucket / SMALL.key).read_bytes()
+    shown = {name: (m.path / name).read_text() for name in (".stats", ".stats.json", ".diagnostics")}
+    shown["log"] = m.log_file.read_text()
+    for name, text in shown.items():
+        assert "s3cr3t" not in text and "reader" not in text, f"{name} shows the credentials:\n{text}"
+    assert "http://***@127.0.0.1:9" in shown["log"] and "http://***@127.0.0.1:9" in shown[".stats"], shown[".stats"]
+    diagnose = run(goesfs_bin, "diagnose", "--endpoint", secret_url + "/x")
+    assert "s3cr3t" not in diagnose.stdout + diagnose.stderr and "***@127.0.0.1:9" in diagnose.stdout, diagnose.stdout
+    refused = error_line(run(goesfs_bin, "mount", str(m.path), "--source", "ftp://reader:s3cr3t-pw@host/x"))
+    assert "s3cr3t" not in refused and "ftp://***@host/x" in refused, refused
