@@ -16,12 +16,17 @@ public struct CachedObject: Sendable {
 /// Each thread gets its own connection, opened on first use and closed when the thread exits
 /// (a pthread key destructor). A connection is never shared across threads.
 public final class CacheIndex: Sendable {
-    public static let schemaVersion = 2
+    /// 3: data files named by SHA-256 (2: by FNV-1a, whose 64 bits let two objects share a file).
+    public static let schemaVersion = 3
     /// Bytes per block, fixed by the cache format: block `i` of an object sits at offset `i × blockSize`.
     public static let blockSize = 1 << 20
+    /// The directory the index lives in; it also holds the data files the index describes.
+    public let directory: CacheDirectory
     public let path: String
     /// Set when the file found at `path` was unreadable and a fresh index replaced it.
     public let recoveredFromCorruption: String?
+    /// Set when an older schema was upgraded, saying what was forgotten (for the log).
+    public let upgradeNote: String?
 
     private let threadKey: pthread_key_t
     private let counter = ConnectionCounter()
@@ -29,8 +34,9 @@ public final class CacheIndex: Sendable {
     /// Connections currently open, over all threads.
     public var openConnectionCount: Int { counter.value.load(ordering: .relaxed) }
 
-    public init(path: String) throws(SQLiteError) {
-        self.path = path
+    public init(directory: CacheDirectory) throws(SQLiteError) {
+        self.directory = directory
+        path = directory.indexPath
         var key = pthread_key_t()
         pthread_key_create(&key) { pointer in
             // Runs on the exiting thread: drops that thread's connection.
@@ -38,13 +44,11 @@ public final class CacheIndex: Sendable {
         }
         threadKey = key
         do {
-            try CacheIndex.createSchema(path: path)
+            upgradeNote = try CacheIndex.createSchema(path: path, directory: directory)
             recoveredFromCorruption = nil
         } catch where error.isCorruption {
-            let aside = path + ".corrupt-\(Int(Date().timeIntervalSince1970))"
-            try? FileManager.default.moveItem(atPath: path, toPath: aside)
-            for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
-            try CacheIndex.createSchema(path: path)
+            let aside = directory.moveIndexAside()
+            upgradeNote = try CacheIndex.createSchema(path: path, directory: directory)
             recoveredFromCorruption = "the cache index was unreadable (\(error.message)); moved it to \(aside) and started a fresh one"
         }
     }
@@ -73,12 +77,16 @@ public final class CacheIndex: Sendable {
         return connection
     }
 
-    private static func createSchema(path: String) throws(SQLiteError) {
+    /// Creates or upgrades the schema; returns what an upgrade forgot, if anything.
+    private static func createSchema(path: String, directory: CacheDirectory) throws(SQLiteError) -> String? {
+        do { try directory.prepareIndexFiles() } catch {
+            throw SQLiteError(code: error.code == ENOSPC ? SQLITE_FULL : SQLITE_CANTOPEN, message: error.description, systemErrno: error.code ?? 0)
+        }
         let connection = try open(path: path)
         defer { connection.close() }
         try connection.execute("PRAGMA journal_mode=WAL")
         let version = try connection.query("PRAGMA user_version").first?.first?.int ?? 0
-        guard version < CacheIndex.schemaVersion else { return }
+        guard version < CacheIndex.schemaVersion else { return nil }
         if version < 1 {
             try connection.execute("""
                 BEGIN;
@@ -93,14 +101,19 @@ public final class CacheIndex: Sendable {
                 CREATE TABLE IF NOT EXISTS listings(
                     bucket TEXT NOT NULL, prefix TEXT NOT NULL, fetched_at REAL NOT NULL, body TEXT NOT NULL,
                     PRIMARY KEY(bucket, prefix)) WITHOUT ROWID;
-                PRAGMA user_version = 2;
+                PRAGMA user_version = 3;
                 COMMIT;
                 """)
-        } else if version < 2 {
-            // Version 2 checksums blocks with CRC-32C instead of zlib's CRC-32: old checksums cannot
-            // vouch for anything, so those blocks are forgotten (and fetched again when read).
-            try connection.execute("BEGIN; DELETE FROM blocks; PRAGMA user_version = 2; COMMIT;")
+            return nil
         }
+        // 1 checksummed with zlib's CRC-32, 2 named data files by FNV-1a: neither set of blocks can
+        // be trusted or found under version 3's names, so they are forgotten (the rows first, so a
+        // crash in between leaves only stray files, never rows that point at the wrong bytes) and
+        // fetched again when read. Objects and listings are kept.
+        let blocks = try connection.query("SELECT COUNT(*) FROM blocks").first?.first?.int ?? 0
+        try connection.execute("BEGIN; DELETE FROM blocks; PRAGMA user_version = 3; COMMIT;")
+        directory.removeAllDataFiles()
+        return "upgraded the cache index from schema \(version) to 3 (data files named by SHA-256): forgot \(blocks) cached blocks of the old naming; they are fetched again when read"
     }
 
     public static var sqliteVersion: String { String(cString: sqlite3_libversion()) }
@@ -122,8 +135,11 @@ public final class CacheIndex: Sendable {
                 if row[1].int == Int64(size) && row[2].string == etag {
                     try db.query("UPDATE objects SET last_access = ? WHERE id = ?", [.real(now), .integer(id)])
                     var blocks: [Int: UInt32] = [:]
-                    for block in try db.query("SELECT block, crc FROM blocks WHERE object_id = ?", [.integer(id)]) {
-                        blocks[Int(block[0].int!)] = UInt32(truncatingIfNeeded: block[1].int!)
+                    for row in try db.query("SELECT block, crc, length FROM blocks WHERE object_id = ?", [.integer(id)]) {
+                        // A row no block could have written is ignored here; `cache verify` drops it.
+                        let stored = BlockRow(row)
+                        guard stored.extent != nil, let block = stored.validBlock, let crc = stored.crc else { continue }
+                        blocks[block] = crc
                     }
                     return CachedObject(id: id, blocks: blocks, invalidated: false)
                 }
@@ -178,20 +194,56 @@ public final class CacheIndex: Sendable {
     public struct ObjectRow: Sendable { public let id: Int64, bucket: String, key: String; public var blockSize: Int { CacheIndex.blockSize } }
 
     public func allObjects() throws(SQLiteError) -> [ObjectRow] {
-        try connection().query("SELECT id, bucket, key FROM objects").map { ObjectRow(id: $0[0].int!, bucket: $0[1].string!, key: $0[2].string!) }
+        try connection().query("SELECT id, bucket, key FROM objects").compactMap { row in
+            guard let id = row[0].int else { return nil }
+            return ObjectRow(id: id, bucket: row[1].string ?? "", key: row[2].string ?? "")
+        }
     }
 
-    /// (block, crc, length) of every block recorded for an object.
-    public func blocks(objectID: Int64) throws(SQLiteError) -> [(Int, UInt32, Int)] {
-        try connection().query("SELECT block, crc, length FROM blocks WHERE object_id = ?", [.integer(objectID)]).map {
-            (Int($0[0].int!), UInt32(truncatingIfNeeded: $0[1].int!), Int($0[2].int!))
+    /// A block's row as stored, which a damaged or edited index may fill with anything.
+    public struct BlockRow: Sendable {
+        /// The stored block number, to delete exactly this row.
+        let stored: SQLValue
+        public let crc: UInt32?
+        public let length: Int?
+
+        init(_ row: [SQLValue]) {
+            stored = row[0]
+            crc = row[1].int.flatMap { UInt32(exactly: $0) }
+            length = row[2].int.flatMap { Int(exactly: $0) }
         }
+
+        /// The block number, if its bytes `[block × blockSize, + length)` can exist in a file.
+        public var validBlock: Int? {
+            guard let block = stored.int.flatMap({ Int(exactly: $0) }), block >= 0 else { return nil }
+            let start = block.multipliedReportingOverflow(by: CacheIndex.blockSize)
+            guard !start.overflow, !start.partialValue.addingReportingOverflow(CacheIndex.blockSize).overflow else { return nil }
+            return block
+        }
+
+        /// The offset and length to read back, if the row describes a block that could exist.
+        public var extent: (offset: Int, length: Int)? {
+            guard let block = validBlock, crc != nil, let length, length > 0, length <= CacheIndex.blockSize else { return nil }
+            return (block * CacheIndex.blockSize, length)
+        }
+
+        public var name: String { stored.int.map(String.init) ?? "\(stored)" }
+    }
+
+    /// Every block row recorded for an object, as stored.
+    public func blocks(objectID: Int64) throws(SQLiteError) -> [BlockRow] {
+        try connection().query("SELECT block, crc, length FROM blocks WHERE object_id = ?", [.integer(objectID)]).map(BlockRow.init)
+    }
+
+    /// Forgets a block row exactly as it was stored (`cache verify`, for rows that make no sense).
+    public func dropBlock(objectID: Int64, row: BlockRow) throws(SQLiteError) {
+        try connection().query("DELETE FROM blocks WHERE object_id = ? AND block = ?", [.integer(objectID), row.stored])
     }
 
     public func blockSummary() throws(SQLiteError) -> (objects: Int, blocks: Int, bytes: Int) {
         let row = try connection().query(
             "SELECT (SELECT COUNT(*) FROM objects WHERE id IN (SELECT object_id FROM blocks)), COUNT(*), COALESCE(SUM(length), 0) FROM blocks").first!
-        return (Int(row[0].int!), Int(row[1].int!), Int(row[2].int!))
+        return (Int(row[0].int ?? 0), Int(row[1].int ?? 0), Int(row[2].int ?? 0))
     }
 
     // MARK: Listings

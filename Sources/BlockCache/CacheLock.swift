@@ -20,15 +20,14 @@ public final class CacheLock: Sendable {
 
     /// Takes the lock, waiting up to `waitSeconds` for a holder to let go (a daemon that was just
     /// unmounted may still be closing its index).
-    public init(directory: String, waitSeconds: Double = 0) throws(Failure) {
-        let path = directory + "/lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .cannotOpen("\(path): \(String(cString: strerror(errno)))") }
+    public init(directory: CacheDirectory, waitSeconds: Double = 0) throws(Failure) {
+        let fd: Int32
+        do { fd = try directory.openLockFile() } catch { throw .cannotOpen(error.description) }
         let deadline = Date().addingTimeInterval(waitSeconds)
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             guard Date() < deadline else {
                 close(fd)
-                throw .held(directory)
+                throw .held(directory.path)
             }
             usleep(50_000)
         }

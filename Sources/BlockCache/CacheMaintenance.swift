@@ -17,61 +17,52 @@ public enum CacheMaintenance {
         public var orphanFiles = 0
     }
 
-    public static func summary(directory: String) throws -> Summary {
-        let index = try CacheIndex(path: directory + "/index.sqlite")
+    public static func summary(directory: CacheDirectory) throws -> Summary {
+        let index = try CacheIndex(directory: directory)
         var summary = Summary()
         let rows = try index.blockSummary()
         summary.objects = rows.objects
         summary.blocks = rows.blocks
         summary.bytes = rows.bytes
-        summary.diskBytes = diskUsage(directory + "/objects")
+        summary.diskBytes = directory.dataFileEntries().reduce(0) { $0 + $1.diskBytes }
         return summary
     }
 
-    /// Checks every recorded block against its checksum; damaged blocks are dropped from the index
-    /// (the next read fetches them again) and data files the index does not know are deleted.
-    public static func verify(directory: String) throws -> VerifyReport {
-        let index = try CacheIndex(path: directory + "/index.sqlite")
+    /// Checks every recorded block against its checksum; damaged blocks (and rows no block could
+    /// have written, such as a negative length) are dropped from the index, so the next read
+    /// fetches them again. Entries under `objects/` the index does not know, or that are not plain
+    /// files, are deleted.
+    public static func verify(directory: CacheDirectory) throws -> VerifyReport {
+        let index = try CacheIndex(directory: directory)
         var report = VerifyReport()
-        var known = Set<String>()
+        var known = Set<CacheDirectory.Entry>()
         for object in try index.allObjects() {
-            let path = directory + "/" + DataFile.relativePath(bucket: object.bucket, key: object.key)
-            known.insert(path)
-            let file = FileManager.default.fileExists(atPath: path) ? try? DataFile(path: path) : nil
-            for (block, crc, length) in try index.blocks(objectID: object.id) {
+            known.insert(CacheDirectory.entry(bucket: object.bucket, key: object.key))
+            let file = directory.existingDataFile(bucket: object.bucket, key: object.key)
+            for row in try index.blocks(objectID: object.id) {
                 report.blocksChecked += 1
-                var buffer = [UInt8](repeating: 0, count: length)
-                let got = (try? buffer.withUnsafeMutableBytes { try file?.read(into: $0, at: block * object.blockSize) ?? 0 }) ?? 0
-                if got != length || buffer.withUnsafeBytes(blockChecksum) != crc {
-                    report.damagedBlocks.append("\(object.bucket)/\(object.key) block \(block)")
-                    try index.dropBlock(objectID: object.id, block: block)
-                }
+                if let extent = row.extent, let crc = row.crc, let file,
+                   intact(file, offset: extent.offset, length: extent.length, crc: crc) { continue }
+                report.damagedBlocks.append("\(object.bucket)/\(object.key) block \(row.name)")
+                try index.dropBlock(objectID: object.id, row: row)
             }
         }
-        if let files = FileManager.default.enumerator(atPath: directory + "/objects") {
-            for case let relative as String in files where relative.hasSuffix(".data") {
-                let path = directory + "/objects/" + relative
-                if !known.contains(path) { unlink(path); report.orphanFiles += 1 }
-            }
+        for (entry, isPlainFile, _) in directory.dataFileEntries() where !isPlainFile || !known.contains(entry) {
+            directory.removeEntry(folder: entry.folder, name: entry.name)
+            report.orphanFiles += 1
         }
         return report
     }
 
-    /// Removes every cached byte and the index.
-    public static func clear(directory: String) throws {
-        for name in ["objects", "index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
-            let path = directory + "/" + name
-            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-        }
+    private static func intact(_ file: DataFile, offset: Int, length: Int, crc: UInt32) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: length)
+        let got = (try? buffer.withUnsafeMutableBytes { try file.read(into: $0, at: offset) }) ?? 0
+        return got == length && buffer.withUnsafeBytes(blockChecksum) == crc
     }
 
-    static func diskUsage(_ directory: String) -> Int {
-        var total = 0
-        guard let files = FileManager.default.enumerator(atPath: directory) else { return 0 }
-        for case let relative as String in files {
-            var st = stat()
-            if lstat(directory + "/" + relative, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG { total += Int(st.st_blocks) * 512 }
-        }
-        return total
+    /// Removes every cached byte and the index (the lock and the log stay).
+    public static func clear(directory: CacheDirectory) {
+        directory.removeAllDataFiles()
+        directory.removeIndex()
     }
 }

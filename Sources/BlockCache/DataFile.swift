@@ -4,18 +4,16 @@ import Foundation
 /// The sparse file that holds one object's cached blocks at their own offsets.
 ///
 /// Block `i` covers bytes `[i·blockSize, (i+1)·blockSize)` of the object. Which blocks are valid is
-/// the index's business; this type only moves bytes.
+/// the index's business; this type only moves bytes. `CacheDirectory.openDataFile` opens one.
 public final class DataFile: Sendable {
+    /// For messages: the file was opened through the cache directory's descriptor, not by this name.
     public let path: String
     /// The open descriptor, for zero-copy replies; valid while this object lives.
     public let descriptor: Int32
 
-    public init(path: String) throws {
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                withIntermediateDirectories: true)
+    init(descriptor: Int32, path: String) {
+        self.descriptor = descriptor
         self.path = path
-        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
     }
 
     deinit { close(descriptor) }
@@ -51,14 +49,6 @@ public final class DataFile: Sendable {
     /// Drops every byte (the object changed at the source).
     public func truncate() throws {
         if ftruncate(descriptor, 0) != 0 { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-    }
-
-    /// The file's name under the cache's `objects/` folder: a hash of bucket and key, so any key is safe.
-    public static func relativePath(bucket: String, key: String) -> String {
-        var hash: UInt64 = 0xcbf29ce484222325
-        for byte in bucket.utf8 + [0] + key.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100000001b3 }
-        let hex = String(format: "%016llx", hash)
-        return "objects/\(hex.prefix(2))/\(hex).data"
     }
 }
 

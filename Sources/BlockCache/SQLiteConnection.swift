@@ -1,12 +1,23 @@
 import CSQLite
+import Glibc
 
 /// An error from SQLite, with its message.
 public struct SQLiteError: Error, CustomStringConvertible, Sendable {
     public let code: Int32
     public let message: String
+    /// The errno of the system call that failed under SQLite, if one did.
+    public var systemErrno: Int32 = 0
     public var description: String { "SQLite error \(code): \(message)" }
     /// The file is not a database or is damaged: the index must be rebuilt.
     public var isCorruption: Bool { code == SQLITE_CORRUPT || code == SQLITE_NOTADB }
+    /// The disk under the index has no room left.
+    public var isDiskFull: Bool { code & 0xff == SQLITE_FULL || systemErrno == ENOSPC }
+
+    public init(code: Int32, message: String, systemErrno: Int32 = 0) {
+        self.code = code
+        self.message = message
+        self.systemErrno = systemErrno
+    }
 }
 
 /// A value bound to or read from a statement.
@@ -26,10 +37,12 @@ final class SQLiteConnection {
     private var statements: [String: OpaquePointer] = [:]
 
     init(path: String, busyTimeoutMilliseconds: Int32 = 5000) throws(SQLiteError) {
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        // NOFOLLOW: a database file that is (or sits under) a symbolic link is refused, not followed.
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK else {
-            let error = SQLiteError(code: rc, message: db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open \(path)")
+            let error = SQLiteError(code: rc, message: db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open \(path)",
+                                    systemErrno: db.map { sqlite3_system_errno($0) } ?? 0)
             sqlite3_close_v2(db)
             db = nil
             throw error
@@ -53,7 +66,7 @@ final class SQLiteConnection {
         if rc != SQLITE_OK {
             let text = message.map { String(cString: $0) } ?? "error"
             sqlite3_free(message)
-            throw SQLiteError(code: rc, message: text)
+            throw SQLiteError(code: rc, message: text, systemErrno: sqlite3_system_errno(db))
         }
     }
 
@@ -114,6 +127,7 @@ final class SQLiteConnection {
     }
 
     private func lastError(_ rc: Int32) -> SQLiteError {
-        SQLiteError(code: rc, message: db.map { String(cString: sqlite3_errmsg($0)) } ?? "closed")
+        SQLiteError(code: rc, message: db.map { String(cString: sqlite3_errmsg($0)) } ?? "closed",
+                    systemErrno: db.map { sqlite3_system_errno($0) } ?? 0)
     }
 }

@@ -65,8 +65,7 @@ final class CacheBudget: Sendable {
             openObjects.whileFrozen { open in
                 for candidate in candidates where used.load(ordering: .relaxed) - freed > target {
                     guard !open.contains(OpenObjects.id(bucket: candidate.bucket, key: candidate.key)) else { continue }
-                    let path = cacheDirectory + "/" + DataFile.relativePath(bucket: candidate.bucket, key: candidate.key)
-                    unlink(path)
+                    index.directory.removeDataFile(bucket: candidate.bucket, key: candidate.key)
                     do {
                         try index.removeObject(id: candidate.id)
                         verified.remove(objectID: candidate.id)

@@ -56,7 +56,7 @@ final class OpenObject: Sendable {
         var file: DataFile?
         var record: CachedObject?
         do {
-            let opened = try DataFile(path: context.cacheDirectory + "/" + DataFile.relativePath(bucket: bucket, key: object.key))
+            let opened = try context.index.directory.openDataFile(bucket: bucket, key: object.key)
             let found = try context.index.openObject(bucket: bucket, key: object.key, size: object.size, etag: object.etag)
             if found.invalidated {
                 try opened.truncate()
@@ -371,7 +371,7 @@ final class OpenObject: Sendable {
             return waiting
         }
         if let recordID {
-            let bytes = (try? context.index.blocks(objectID: recordID).reduce(0) { $0 + $1.2 }) ?? 0
+            let bytes = (try? context.index.blocks(objectID: recordID).reduce(0) { $0 + max(0, $1.length ?? 0) }) ?? 0
             do { try context.index.removeObject(id: recordID) } catch {
                 context.logger.error("\(bucket)/\(key): could not drop the changed object from the index: \(error)")
             }

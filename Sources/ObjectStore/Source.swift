@@ -46,11 +46,21 @@ public struct Source: Sendable, Hashable, CustomStringConvertible {
         bucketURL(bucket) + "/" + URLEncoding.path(key)
     }
 
+    /// For logs and reports: credentials in the URL are never shown (see `redacted`).
     public var description: String {
         switch addressing {
         case .virtualHosted: return "https://<bucket>.s3.amazonaws.com"
-        case .pathStyle(let base): return bucketPrefix.map { "\(base)/\($0)NN" } ?? base
+        case .pathStyle(let base): return bucketPrefix.map { "\(Source.redacted(base))/\($0)NN" } ?? Source.redacted(base)
         }
+    }
+
+    /// A URL with its `user:password@` (or `user@`) part shown as `***@`: `http://***@host:9000/x`.
+    public static func redacted(_ url: String) -> String {
+        guard let scheme = url.range(of: "://") else { return url }
+        let rest = url[scheme.upperBound...]
+        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        guard let at = authority.lastIndex(of: "@") else { return url }
+        return url[..<scheme.upperBound] + "***" + url[at...]
     }
 }
 

@@ -22,10 +22,12 @@ struct Cache: ParsableCommand {
         var cacheDir: String?
 
         /// Runs `body` on the directory while it is locked against a mount.
-        func withLockedDirectory(_ body: (String) throws -> Void) throws {
-            let directory = CacheLocation.resolve(cacheDir)
-            guard FileManager.default.fileExists(atPath: directory) else {
-                throw CLIError("no cache at \(directory)")
+        func withLockedDirectory(_ body: (CacheDirectory) throws -> Void) throws {
+            let directory: CacheDirectory
+            do {
+                directory = try CacheDirectory(path: CacheLocation.resolve(cacheDir), create: false)
+            } catch {
+                throw CLIError(error.description)
             }
             let lock: CacheLock
             do {
@@ -45,7 +47,7 @@ struct Cache: ParsableCommand {
             try options.withLockedDirectory { directory in
                 let summary = try CacheMaintenance.summary(directory: directory)
                 print("""
-                    cache directory: \(directory)
+                    cache directory: \(directory.path)
                     objects: \(summary.objects)
                     blocks: \(summary.blocks) (\(CacheIndex.blockSize) bytes each at most)
                     cached bytes: \(summary.bytes)
@@ -76,8 +78,8 @@ struct Cache: ParsableCommand {
 
         func run() throws {
             try options.withLockedDirectory { directory in
-                try CacheMaintenance.clear(directory: directory)
-                print("cleared \(directory)")
+                CacheMaintenance.clear(directory: directory)
+                print("cleared \(directory.path)")
             }
         }
     }

@@ -19,12 +19,13 @@ enum ConfigFile {
             let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard parts.count == 2, !parts[0].isEmpty else { throw CLIError("\(path):\(number + 1): expected key = value") }
             let flag = parts[0] == "o" || parts[0] == "options" ? "-o" : "--" + parts[0].replacingOccurrences(of: "_", with: "-")
-            if arguments.contains(flag) { continue }
+            if arguments.contains(where: { $0 == flag || $0.hasPrefix(flag + "=") }) { continue }
             for value in try values(parts[1], at: "\(path):\(number + 1)") {
                 switch value {
                 case "true": extra.append(flag)
                 case "false": continue
-                default: extra += [flag, value]
+                // `--flag=value`, so a value such as -5 is read as a value, not as an option.
+                default: extra += flag == "-o" ? [flag, value] : [flag + "=" + value]
                 }
             }
         }

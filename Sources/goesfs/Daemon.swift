@@ -10,6 +10,8 @@ enum Daemon {
     static let environmentKey = "GOESFS_READY_FD"
 
     static func start(arguments: [String], logFile: String, mountpoint: String) throws {
+        let log = try openLog(logFile)
+        defer { close(log) }
         var pipeEnds: [Int32] = [0, 0]
         guard pipe(&pipeEnds) == 0 else { throw CLIError("cannot create a pipe: \(String(cString: strerror(errno)))") }
         let (readEnd, writeEnd) = (pipeEnds[0], pipeEnds[1])
@@ -18,7 +20,8 @@ enum Daemon {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        // Opened here, not by name in the child: so a refusal (a link) is our message, not a spawn error.
+        posix_spawn_file_actions_adddup2(&actions, log, 1)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         // Close the read end first: it may itself be descriptor 3.
         posix_spawn_file_actions_addclose(&actions, readEnd)
@@ -54,23 +57,34 @@ enum Daemon {
         let text = String(decoding: message, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard text == "ready" else {
             let reason = text.isEmpty ? "the background process exited before mounting; see \(logFile)" : text
-            FileHandle.standardError.write(Data("Error: \(reason)\n".utf8))
+            Console.error("Error: \(reason)\n")
             throw ExitCode.failure
         }
         // The mount answers once libfuse's loop runs; a stat proves it before we return.
         var st = stat()
         guard stat(mountpoint, &st) == 0 else {
-            FileHandle.standardError.write(Data("goesfs: mounted, but \(mountpoint) does not answer: \(String(cString: strerror(errno)))\n".utf8))
+            Console.error("goesfs: mounted, but \(mountpoint) does not answer: \(String(cString: strerror(errno)))\n")
             throw ExitCode.failure
         }
         print("goesfs: mounted at \(mountpoint) (pid \(child), log \(logFile))")
     }
 
+    /// Opens a log file for appending, created 0640; a symbolic link in its place is refused, never followed.
+    static func openLog(_ path: String) throws -> Int32 {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o640)
+        guard fd >= 0 else {
+            let why = errno == ELOOP ? "it is a symbolic link, which goesfs does not follow" : String(cString: strerror(errno))
+            throw CLIError("cannot open the log file \(path): \(why)")
+        }
+        return fd
+    }
+
     static func reportReady() { tell("ready\n") }
 
+    /// The parent hears first (the pipe cannot be full), then the log, which may sit on a full disk.
     static func reportFailure(_ message: String) {
-        FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
         tell(message + "\n")
+        Console.error("Error: \(message)\n")
     }
 
     /// Writes to the parent's pipe once; nothing when running in the foreground by hand.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BlockCache
 import FUSEBridge
+import Foundation
 
 @main
 struct GoesFS: ParsableCommand {
@@ -11,7 +12,12 @@ struct GoesFS: ParsableCommand {
             var command = try parseAsRoot(arguments)
             try command.run()
         } catch {
-            exit(withError: error)
+            // Every refusal is one line (scripts and the journal read it); --help shows the usage.
+            let code = exitCode(for: error)
+            if error is ExitCode || code == .success { exit(withError: error) }
+            let line = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            Console.error("Error: \(line)\n")
+            Foundation.exit(code.rawValue)
         }
     }
 

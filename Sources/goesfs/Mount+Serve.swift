@@ -9,7 +9,10 @@ import ObjectStore
 extension Mount {
     /// Mounts and serves in this process until unmounted or signalled.
     func serve(cacheDirectory: String, options: MountOptions) throws {
-        try reopenLog()
+        do { try reopenLog() } catch {
+            Daemon.reportFailure("\(error)")
+            throw ExitCode.failure
+        }
         let level: Logger.Level = debug ? .debug : .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -17,6 +20,7 @@ extension Mount {
             return handler
         }
         let logger = Logger(label: "goesfs")
+        logger.info("\(DescriptorLimit.raiseToHardLimit())")
         let pool = SourcePool(sources: sourceURLs.isEmpty ? Source.publicDefaults : sourceURLs.map(Source.endpoint),
                               coolDown: sourceCooldown)
         let statistics = Statistics(sources: pool)
@@ -27,15 +31,19 @@ extension Mount {
         let lock: CacheLock
         let index: CacheIndex
         do {
-            lock = try CacheLock(directory: cacheDirectory, waitSeconds: 5)
-            index = try CacheIndex(path: cacheDirectory + "/index.sqlite")
+            let directory = try CacheDirectory(path: cacheDirectory, create: true)
+            lock = try CacheLock(directory: directory, waitSeconds: 5)
+            index = try CacheIndex(directory: directory)
         } catch {
-            Daemon.reportFailure("cannot use the cache in \(cacheDirectory): \(error)")
+            Daemon.reportFailure(Mount.cacheFailure(error, in: cacheDirectory))
             throw ExitCode.failure
         }
         defer { withExtendedLifetime(lock) {} }
+        if let note = index.upgradeNote { logger.notice("\(note)") }
+        let limit = cacheLimit(cacheDirectory: cacheDirectory, cachedBytes: (try? index.cachedBytes()) ?? 0)
+        logger.info("\(limit.reason)")
         var configuration = MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory,
-                                               cacheLimit: cacheLimit(cacheDirectory: cacheDirectory))
+                                               cacheLimit: limit.bytes)
         configuration.prefetch = !noPrefetch
         configuration.versionLines = GoesFS.versionLines
         let fileSystem = GOESFileSystem(
@@ -71,11 +79,18 @@ extension Mount {
         logger.info("unmounted \(mountpoint)")
     }
 
+    /// Why the cache cannot be used, naming a full disk as such (SQLite says "database or disk is full").
+    static func cacheFailure(_ error: Error, in directory: String) -> String {
+        let full = (error as? SQLiteError)?.isDiskFull == true || (error as? CacheDirectory.Failure)?.code == ENOSPC
+            || "\(error)".contains("ENOSPC")
+        if full { return "the cache disk is full (ENOSPC) at \(directory); free some space there or choose another --cache-dir" }
+        return "cannot use the cache in \(directory): \(error)"
+    }
+
     /// Points stderr (the log) at `--log-file`, appending; again on SIGHUP after a rotation.
     func reopenLog() throws {
         guard let logFile else { return }
-        let descriptor = open(logFile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw CLIError("cannot open the log file \(logFile)") }
+        let descriptor = try Daemon.openLog(logFile)
         dup2(descriptor, STDERR_FILENO)
         close(descriptor)
     }

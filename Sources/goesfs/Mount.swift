@@ -34,7 +34,7 @@ struct Mount: ParsableCommand {
     @Option(help: "Where cached data and the index live (default: $XDG_CACHE_HOME/goesfs or ~/.cache/goesfs).")
     var cacheDir: String?
 
-    @Option(help: "The cache's size cap, e.g. 500M, 20G (default: a quarter of the free space in the cache directory).")
+    @Option(help: "The cache's size cap, e.g. 500M, 20G (default: a quarter of the free space in the cache directory, at least 1G, at most half of it).")
     var cacheSize: String?
 
     @Option(help: "Satellites to show, comma-separated.")
@@ -67,16 +67,23 @@ struct Mount: ParsableCommand {
     func validate() throws {
         _ = try buckets()
         for url in sourceURLs where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
-            throw CLIError("a source must be an http:// or https:// URL, not \(url)")
+            throw CLIError("a source must be an http:// or https:// URL, not \(Source.redacted(url))")
         }
         if let maxBandwidth, ByteSize.parse(maxBandwidth) == nil {
-            throw CLIError("--max-bandwidth must be a rate such as 10M (bytes per second), not '\(maxBandwidth)'")
+            throw CLIError("--max-bandwidth must be a rate such as 10M (bytes per second: digits with K, M, G, T or P, less than 8 EiB), not '\(maxBandwidth)'")
         }
-        guard maxConnections >= 1, sourceCooldown >= 0 else { throw CLIError("--max-connections must be ≥ 1 and --source-cooldown ≥ 0") }
         if let cacheSize, ByteSize.parse(cacheSize) == nil {
-            throw CLIError("--cache-size must be a size such as 500M or 20G, not '\(cacheSize)'")
+            throw CLIError("--cache-size must be a size such as 500M or 20G (digits with K, M, G, T or P, less than 8 EiB), not '\(cacheSize)'")
         }
-        guard retries >= 1, readTimeout > 0 else { throw CLIError("--retries must be ≥ 1 and --read-timeout > 0") }
+        // Bounds, so no later conversion of a number (to milliseconds, to a count of handles) can trap.
+        guard (1...4096).contains(maxConnections) else { throw CLIError("--max-connections must be between 1 and 4096, not \(maxConnections)") }
+        guard (1...1000).contains(retries) else { throw CLIError("--retries must be between 1 and 1000, not \(retries)") }
+        guard readTimeout.isFinite, readTimeout > 0, readTimeout <= 86_400 else {
+            throw CLIError("--read-timeout must be more than 0 and at most 86400 seconds, not \(readTimeout)")
+        }
+        guard sourceCooldown.isFinite, sourceCooldown >= 0, sourceCooldown <= 86_400 else {
+            throw CLIError("--source-cooldown must be between 0 and 86400 seconds, not \(sourceCooldown)")
+        }
     }
 
     func run() throws {
@@ -87,7 +94,7 @@ struct Mount: ParsableCommand {
             try serve(cacheDirectory: cacheDirectory, options: options)
         } else {
             // The background process logs to a file it knows by name, so SIGHUP can reopen it.
-            let log = logFile ?? cacheDirectory + "/goesfs.log"
+            let log = logFile ?? cacheDirectory + "/" + CacheDirectory.defaultLogName
             try Daemon.start(arguments: CommandLine.arguments + ["--foreground"] + (logFile == nil ? ["--log-file", log] : []),
                              logFile: log, mountpoint: mountpoint)
         }
@@ -108,28 +115,51 @@ struct Mount: ParsableCommand {
         }
     }
 
+    /// Creates the cache directory if missing (its parents 0755, itself 0700) and checks that it is
+    /// safe to use (`CacheDirectory`), so a bad one is refused here, in the foreground.
     private func prepareCacheDirectory() throws -> String {
         let directory = CacheLocation.resolve(cacheDir)
-        // mkdir -p by hand, so the message names the component that failed and why.
+        // mkdir -p of the parents by hand, so the message names the component that failed and why.
         var path = ""
-        for component in directory.split(separator: "/") {
+        for component in directory.split(separator: "/").dropLast() {
             path += "/" + component
             if mkdir(path, 0o755) != 0 && errno != EEXIST {
                 throw CLIError("cannot create the cache directory \(directory): \(path): \(String(cString: strerror(errno)))")
             }
+        }
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            throw CLIError("cannot create the cache directory \(directory): \(String(cString: strerror(errno)))")
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CLIError("cannot create the cache directory \(directory): something else is in the way")
         }
         guard access(directory, W_OK) == 0 else { throw CLIError("the cache directory \(directory) is not writable") }
+        do {
+            _ = try CacheDirectory(path: directory, create: true)
+        } catch {
+            throw CLIError(error.description)
+        }
         return directory
     }
 
-    func cacheLimit(cacheDirectory: String) -> Int {
-        if let cacheSize, let bytes = ByteSize.parse(cacheSize) { return bytes }
+    /// The cache's size cap and a line for the log saying how it was chosen. The default is a quarter
+    /// of the room the cache has (free space plus what it already holds), at least 1 GiB, but never
+    /// more than half of that room: a cap above the free space would fill the disk instead of evicting.
+    func cacheLimit(cacheDirectory: String, cachedBytes: Int) -> (bytes: Int, reason: String) {
         var fs = statvfs()
-        guard statvfs(cacheDirectory, &fs) == 0 else { return 10 << 30 }
-        return max(1 << 30, Int(fs.f_bavail) * Int(fs.f_frsize) / 4)
+        let free: Int? = statvfs(cacheDirectory, &fs) == 0
+            ? Int(exactly: UInt64(fs.f_bavail).multipliedReportingOverflow(by: UInt64(fs.f_frsize)).partialValue) : nil
+        let room = free.map { $0.addingReportingOverflow(cachedBytes).partialValue }
+        if let cacheSize, let bytes = ByteSize.parse(cacheSize) {
+            let warning = room.map { bytes > $0 ? "; only \(ByteSize.human($0)) are free for it at \(cacheDirectory)" : "" } ?? ""
+            return (bytes, "cache size cap: \(ByteSize.human(bytes)) (--cache-size)\(warning)")
+        }
+        guard let room, room > 0 else {
+            return (1 << 30, "cache size cap: 1 GiB (the free space at \(cacheDirectory) is unknown)")
+        }
+        let bytes = min(max(room / 4, 1 << 30), room / 2)
+        return (bytes, "cache size cap: \(ByteSize.human(bytes)) (a quarter of the \(ByteSize.human(room)) free for the cache at "
+                + "\(cacheDirectory), at least 1 GiB but at most half of it; --cache-size sets it)")
     }
 }

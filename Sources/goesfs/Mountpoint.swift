@@ -17,7 +17,7 @@ enum Mountpoint {
             guard Subprocess.run("fusermount3", ["-uz", path]) == 0 else {
                 throw CLIError("\(path) is a dead mount and `fusermount3 -uz \(path)` failed; unmount it by hand")
             }
-            FileHandle.standardError.write(Data("goesfs: \(path) was a dead mount (its daemon had died); detached it\n".utf8))
+            Console.error("goesfs: \(path) was a dead mount (its daemon had died); detached it\n")
             guard stat(path, &st) == 0 else { throw CLIError("mountpoint \(path) is not usable: \(String(cString: strerror(errno)))") }
         }
         guard st.st_mode & S_IFMT == S_IFDIR else { throw CLIError("mountpoint \(path) is not a directory") }

@@ -105,14 +105,14 @@ final class PrefetchProgress: Sendable {
             if bytes < 0 { s.failures.append(path) } else { s.bytes += bytes }
             return status(s)
         }
-        if terminal { FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8)) }
+        if terminal { Console.error("\r" + line + "\u{1B}[K") }
     }
 
     func done() {
         let s = state.withLock { $0 }
         var text = (terminal ? "\r" : "") + status(s) + (terminal ? "\u{1B}[K" : "") + "\n"
         for path in s.failures { text += "failed: \(path)\n" }
-        FileHandle.standardError.write(Data(text.utf8))
+        Console.error(text)
     }
 
     private func status(_ s: State) -> String {

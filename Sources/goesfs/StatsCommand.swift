@@ -20,6 +20,10 @@ struct Stats: ParsableCommand {
     @Option(help: "Stop after this many redraws (default: until interrupted).")
     var count: Int?
 
+    func validate() throws {
+        guard interval.isFinite, interval > 0, interval <= 3600 else { throw CLIError("--interval must be more than 0 and at most 3600 seconds, not \(interval)") }
+    }
+
     func run() throws {
         guard watch else {
             print(try read(json ? ".stats.json" : ".stats"), terminator: "")

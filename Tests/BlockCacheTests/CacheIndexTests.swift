@@ -15,7 +15,7 @@ final class CacheIndexTests: XCTestCase {
     }
 
     func testObjectBlocksRoundTripAndInvalidation() throws {
-        let index = try CacheIndex(path: directory + "/index.sqlite")
+        let index = try CacheIndex(directory: CacheDirectory(path: directory, create: false))
         let first = try index.openObject(bucket: "b", key: "k", size: 10, etag: "e1")
         XCTAssertEqual(first.blocks, [:])
         try index.recordBlock(objectID: first.id, block: 3, crc: 0xDEADBEEF, length: 100)
@@ -31,20 +31,19 @@ final class CacheIndexTests: XCTestCase {
     }
 
     func testIndexSurvivesReopening() throws {
-        let path = directory + "/index.sqlite"
         do {
-            let index = try CacheIndex(path: path)
+            let index = try CacheIndex(directory: CacheDirectory(path: directory, create: false))
             let object = try index.openObject(bucket: "b", key: "k", size: 1, etag: "e")
             try index.recordBlock(objectID: object.id, block: 0, crc: 42, length: 1)
         }
-        let reopened = try CacheIndex(path: path)
+        let reopened = try CacheIndex(directory: CacheDirectory(path: directory, create: false))
         XCTAssertEqual(try reopened.openObject(bucket: "b", key: "k", size: 1, etag: "e").blocks, [0: 42])
     }
 
     func testGarbageIndexIsMovedAsideAndRebuilt() throws {
         let path = directory + "/index.sqlite"
         try Data(repeating: 0x5A, count: 8192).write(to: URL(fileURLWithPath: path))
-        let index = try CacheIndex(path: path)
+        let index = try CacheIndex(directory: CacheDirectory(path: directory, create: false))
         XCTAssertNotNil(index.recoveredFromCorruption)
         XCTAssertEqual(try index.openObject(bucket: "b", key: "k", size: 1, etag: "e").blocks, [:])
         let aside = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.contains(".corrupt-") }
@@ -53,7 +52,7 @@ final class CacheIndexTests: XCTestCase {
 
     /// Many threads write and read at once, each on its own connection; exiting threads close theirs.
     func testConcurrentThreadsEachUseAndCloseTheirOwnConnection() throws {
-        let index = try CacheIndex(path: directory + "/index.sqlite")
+        let index = try CacheIndex(directory: CacheDirectory(path: directory, create: false))
         let threads = 16, blocksPerThread = 50
         let failures = LockedCounter()
         let group = DispatchGroup()
@@ -96,7 +95,7 @@ final class CacheIndexTests: XCTestCase {
     /// process holds the WAL open (POSIX locks are per process): the count must stay small and
     /// flat, whatever the number of threads that came and went.
     func testShortLivedThreadsLeaveNoDescriptorsBehind() throws {
-        let index = try CacheIndex(path: directory + "/index.sqlite")
+        let index = try CacheIndex(directory: CacheDirectory(path: directory, create: false))
         _ = try index.cachedBytes() // this thread's connection stays open throughout
         func runThreads(_ count: Int) {
             for round in 0..<count {
@@ -119,7 +118,8 @@ final class CacheIndexTests: XCTestCase {
     }
 
     func testDataFileWritesAtOffsetsAndChecksums() throws {
-        let file = try DataFile(path: directory + "/" + DataFile.relativePath(bucket: "b", key: "../../etc/passwd"))
+        let cache = try CacheDirectory(path: directory, create: false)
+        let file = try cache.openDataFile(bucket: "b", key: "../../etc/passwd")
         XCTAssertTrue(file.path.hasPrefix(directory + "/objects/"))
         let bytes: [UInt8] = Array(0..<200).map { UInt8($0) }
         try bytes.withUnsafeBytes { try file.write($0, at: 1000) }

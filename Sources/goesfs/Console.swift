@@ -1,0 +1,16 @@
+import Foundation
+
+/// Writes to stderr with write(2), ignoring errors: `FileHandle.write` traps when the write fails
+/// (a full disk under the log file, a closed pipe), and a failing report must not become a crash.
+enum Console {
+    static func error(_ text: String) {
+        let bytes = Array(text.utf8)
+        var done = 0
+        while done < bytes.count {
+            let n = bytes[done...].withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return }
+            done += n
+        }
+    }
+}
