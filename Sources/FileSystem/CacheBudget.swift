@@ -44,6 +44,13 @@ final class CacheBudget: Sendable {
         if total > limit { evict() }
     }
 
+    /// The index was replaced by an empty one: count again from what it holds.
+    func recount() {
+        let current = (try? index.cachedBytes()) ?? 0
+        used.store(current, ordering: .relaxed)
+        statistics.updateCacheUsage(bytes: current, limit: limit)
+    }
+
     /// Bytes that left the cache some other way (a block dropped after failing its checksum).
     func dropped(bytes: Int) {
         let total = used.subtract(bytes, ordering: .relaxed).newValue

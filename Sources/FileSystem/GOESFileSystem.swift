@@ -120,6 +120,12 @@ public final class GOESFileSystem: Sendable {
             mirror: MirrorView(buckets: configuration.buckets, listings: listings, mountedAt: now),
             friendly: FriendlyView(satellites: configuration.buckets.compactMap(Satellite.init(parsing:)), listings: listings, mountedAt: now),
             mountedAt: now)
+        index.onRecovery { [statistics, logger] note in
+            verified.removeAll()
+            budget.recount()
+            logger.error("\(note)")
+            statistics.noteEvent(note)
+        }
         if let note = index.recoveredFromCorruption {
             logger.warning("\(note)")
             statistics.noteEvent(note)
