@@ -181,15 +181,16 @@ def test_not_found_and_forbidden_are_not_retried(quiet_mount, proxy, status, cod
 
 # --- 3. persistent failures: EIO after N attempts, ETIMEDOUT at the deadline --
 
-def test_persistent_503_gives_eio_after_exactly_the_configured_attempts(mount_factory, proxy):
+def test_persistent_500_gives_eio_after_exactly_the_configured_attempts(mount_factory, proxy):
     m = mount_factory("m", "16,18", "--retries", "3", "--no-prefetch")  # counted exactly
     obj = ONE_BLOCK
     os.stat(path_of(m, obj))
     proxy.reset()
-    proxy.add_fault(obj.key, Respond(503, "SlowDown"), times=None)
+    # A 500, not a 503: 503 and 429 ask to slow down and are retried until the deadline.
+    proxy.add_fault(obj.key, Respond(500), times=None)
 
     err, took = failing_read(path_of(m, obj))
-    print(f"\npersistent 503: errno {errno.errorcode.get(err)} after {took:.2f}s")
+    print(f"\npersistent 500: errno {errno.errorcode.get(err)} after {took:.2f}s")
     assert err == errno.EIO, errno.errorcode.get(err)
     gets = proxy.object_gets(f"/{obj.bucket}/{obj.key}")
     assert len(gets) == 3, [(r.range, r.status) for r in gets]
