@@ -1,11 +1,12 @@
 """Looking at a goesfs cache directory from outside, and killing its daemon.
 
 The layout (see docs/ARCHITECTURE.md): `<cache>/index.sqlite` (WAL) and sparse data
-files `<cache>/objects/<h[:2]>/<h>.data`, h = FNV-1a 64 of "bucket\\0key", block i at i MiB.
+files `<cache>/objects/<h[:2]>/<h>.data`, h = SHA-256 of "bucket\\0key" in hex, block i at i MiB.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -19,15 +20,8 @@ from tests.support.polling import process_gone, wait_for
 MiB = 1024 * 1024
 
 
-def fnv1a64(data: bytes) -> int:
-    h = 0xCBF29CE484222325
-    for byte in data:
-        h = ((h ^ byte) * 0x100000001B3) % 2**64
-    return h
-
-
 def data_file(cache_dir: Path, bucket: str, key: str) -> Path:
-    h = format(fnv1a64(bucket.encode() + b"\0" + key.encode()), "016x")
+    h = hashlib.sha256(bucket.encode() + b"\0" + key.encode()).hexdigest()
     return cache_dir / "objects" / h[:2] / f"{h}.data"
 
 
