@@ -15,7 +15,7 @@ Per test it is scripted with:
 - raw listing overrides for a prefix (`set_listing`: any bytes, or a function of the
   request), raw XML fragments spliced into a generated page (`add_raw_entry`) and
   page sizes (`set_page_size`);
-- GET behaviours per key (`on_get`): `WrongRange`, `Redirect`, `Error`, each for the
+- GET behaviours per key (`on_get`): `WrongRange`, `BadContentRange`, `Redirect`, `Error`, each for the
   next N GETs or forever.
 Every request is logged (`records()`), and `wait_idle()` waits, measured by the
 server, until no request is in flight and none started for a quiet period.
@@ -97,6 +97,15 @@ class WrongRange:
     end_shift: int = 0
     total_shift: int = 0
     times: Optional[int] = None  # None: forever
+    from_offset: int = 0  # GETs asking for a range starting below this pass untouched
+
+
+@dataclass
+class BadContentRange:
+    """Send the bytes asked for, with this Content-Range header instead of the right one:
+    a format string over {first}, {last} (asked) and {size}, e.g. "bytes {last}-{first}/{size}"."""
+    value: str = "bytes {first}-{last}/99999999999999999999999"
+    times: Optional[int] = None
 
 
 @dataclass
@@ -118,7 +127,7 @@ class Error:
     times: Optional[int] = None
 
 
-Behaviour = Union[WrongRange, Redirect, Error]
+Behaviour = Union[WrongRange, BadContentRange, Redirect, Error]
 
 
 # --- the log -----------------------------------------------------------------
@@ -377,7 +386,7 @@ class Adversary:
         result = body(query, call) if callable(body) else body
         return result if isinstance(result, tuple) else (200, result)
 
-    def _object_for_get(self, key: bytes):
+    def _object_for_get(self, key: bytes, first: int):
         """Count the GET, apply a due version switch, pick the behaviour (consuming it)."""
         with self._lock:
             obj = self._objects.get(key)
@@ -388,6 +397,8 @@ class Adversary:
                 obj.version, obj.etag = obj.switch_version, obj.switch_etag
             chosen = None
             for b in self._behaviours.get(key, []):
+                if first < getattr(b, "from_offset", 0):
+                    continue
                 if b.times is None or b.times > 0:
                     if b.times is not None:
                         b.times -= 1
@@ -527,7 +538,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _object(self, record: Record, key: bytes) -> None:
         adv = self.adversary
-        obj, behaviour = adv._object_for_get(key)
+        asked = self.headers.get("Range", "")
+        start = asked.partition("=")[2].partition("-")[0].strip()
+        obj, behaviour = adv._object_for_get(key, int(start) if start.isdigit() else 0)
         if obj is None:
             return self._error(record, 404, "NoSuchKey", "The specified key does not exist.")
         if behaviour is not None:
@@ -563,6 +576,8 @@ class _Handler(BaseHTTPRequestHandler):
             first, last = max(0, first), max(0, first, last)
             total += behaviour.total_shift
         headers["Content-Range"] = f"bytes {first}-{last}/{total}"
+        if isinstance(behaviour, BadContentRange):
+            headers["Content-Range"] = behaviour.value.format(first=first, last=last, size=obj.size)
         self._body(record, 206, obj, first, last + 1 - first, headers)
 
     @staticmethod
