@@ -41,6 +41,9 @@ let package = Package(
         .testTarget(name: "GOESCatalogTests", dependencies: ["GOESCatalog"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
         .testTarget(name: "BlockCacheTests", dependencies: ["BlockCache"]),
-        .testTarget(name: "FileSystemTests", dependencies: ["FileSystem", "ObjectStore", "BlockCache"]),
+        .testTarget(name: "FileSystemTests", dependencies: [
+            "FileSystem", "ObjectStore", "BlockCache",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
     ]
 )

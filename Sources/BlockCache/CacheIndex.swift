@@ -34,7 +34,8 @@ public final class CacheIndex: Sendable {
     /// Bumped each time a damaged index is replaced while running: older connections are reopened.
     private let generation = Atomic<Int>(0)
     /// Serialises replacing a damaged index (rare); the hot path only reads `generation`.
-    private let recovery = Locked<(@Sendable (String) -> Void)?>(nil)
+    private let recovery = Locked<Recovery>(Recovery())
+    private struct Recovery { var handler: (@Sendable (String) -> Void)?; var unreported: [String] = [] }
 
     /// Connections currently open, over all threads.
     public var openConnectionCount: Int { counter.value.load(ordering: .relaxed) }
@@ -80,9 +81,15 @@ public final class CacheIndex: Sendable {
         return owned.connection
     }
 
-    /// Called with a note each time a damaged index is found while running and replaced.
+    /// Called with a note each time a damaged index is found while running and replaced; at once
+    /// for a replacement before this was set (the mount reads the index before the core exists).
     public func onRecovery(_ body: @escaping @Sendable (String) -> Void) {
-        recovery.withLock { $0 = body }
+        let missed = recovery.withLock { r -> [String] in
+            r.handler = body
+            defer { r.unreported = [] }
+            return r.unreported
+        }
+        for note in missed { body(note) }
     }
 
     /// Runs `body` on this thread's connection. A damaged index (interior pages, found only when a
@@ -100,7 +107,7 @@ public final class CacheIndex: Sendable {
     }
 
     private func replaceDamagedIndex(seenGeneration: Int, error: SQLiteError) throws(SQLiteError) {
-        let result: Result<(String, (@Sendable (String) -> Void)?)?, SQLiteError> = recovery.withLock { handler in
+        let result: Result<(String, (@Sendable (String) -> Void)?)?, SQLiteError> = recovery.withLock { r in
             // Another thread replaced it since this one's query began: just use the new one.
             guard generation.load(ordering: .acquiring) == seenGeneration else { return .success(nil) }
             let aside = directory.moveIndexAside()
@@ -113,7 +120,9 @@ public final class CacheIndex: Sendable {
             // would sit outside the cap for good.
             directory.removeAllDataFiles()
             generation.add(1, ordering: .releasing)
-            return .success(("the cache index was found damaged while running (\(error.message)); moved it to \(aside) and started a fresh one: the cache starts empty", handler))
+            let note = "the cache index was found damaged while running (\(error.message)); moved it to \(aside) and started a fresh one: the cache starts empty"
+            if r.handler == nil { r.unreported.append(note) }
+            return .success((note, r.handler))
         }
         if let (note, handler) = try result.get() { handler?(note) }
     }

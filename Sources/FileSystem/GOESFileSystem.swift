@@ -160,12 +160,14 @@ public final class GOESFileSystem: Sendable {
         switch handles.withLock({ $0.open[handle] }) {
         case .object(let object, let pattern)?:
             object.read(offset: offset, length: length, reply: reply)
-            if prefetch {
-                let ahead = pattern.record(offset: offset, end: offset + length)
-                if ahead > 0 { object.prefetch(after: offset + length, blocks: ahead) }
+            // Offsets come from any caller (up to 2⁶³−1): clamp instead of trapping on overflow.
+            let end = offset.addingReportingOverflow(length)
+            if prefetch, offset >= 0, length >= 0, !end.overflow {
+                let ahead = pattern.record(offset: offset, end: end.partialValue)
+                if ahead > 0 { object.prefetch(after: end.partialValue, blocks: ahead) }
             }
         case .snapshot(let bytes)?:
-            let start = min(offset, bytes.count), end = min(bytes.count, offset + length)
+            let start = min(max(offset, 0), bytes.count), end = min(bytes.count, start + min(max(length, 0), bytes.count))
             reply(.success(.bytes(Array(bytes[start..<end]))))
         case nil:
             reply(.failure(.io("unknown file handle \(handle)")))
