@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "GOESCatalog"),
         .target(name: "Locking"),
         .target(name: "ObjectStore", dependencies: ["CCurl", "GOESCatalog", "Locking"]),
-        .target(name: "BlockCache", dependencies: ["CSQLite", "CChecksum"]),
+        .target(name: "BlockCache", dependencies: ["CSQLite", "CChecksum", "Locking"]),
         .target(name: "FileSystem", dependencies: [
             "GOESCatalog", "ObjectStore", "BlockCache", "Locking",
             .product(name: "Logging", package: "swift-log"),

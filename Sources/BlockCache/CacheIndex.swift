@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+import Locking
 import Synchronization
 
 /// What the index knows about one cached object.
@@ -30,6 +31,10 @@ public final class CacheIndex: Sendable {
 
     private let threadKey: pthread_key_t
     private let counter = ConnectionCounter()
+    /// Bumped each time a damaged index is replaced while running: older connections are reopened.
+    private let generation = Atomic<Int>(0)
+    /// Serialises replacing a damaged index (rare); the hot path only reads `generation`.
+    private let recovery = Locked<(@Sendable (String) -> Void)?>(nil)
 
     /// Connections currently open, over all threads.
     public var openConnectionCount: Int { counter.value.load(ordering: .relaxed) }
@@ -61,14 +66,56 @@ public final class CacheIndex: Sendable {
         pthread_key_delete(threadKey)
     }
 
-    /// The calling thread's connection, opened on first use.
+    /// The calling thread's connection, opened on first use (and again after a recovery).
     func connection() throws(SQLiteError) -> SQLiteConnection {
+        let current = generation.load(ordering: .acquiring)
         if let pointer = pthread_getspecific(threadKey) {
-            return Unmanaged<ThreadConnection>.fromOpaque(pointer).takeUnretainedValue().connection
+            let owned = Unmanaged<ThreadConnection>.fromOpaque(pointer)
+            if owned.takeUnretainedValue().generation == current { return owned.takeUnretainedValue().connection }
+            pthread_setspecific(threadKey, nil)
+            owned.release()
         }
-        let owned = ThreadConnection(connection: try CacheIndex.open(path: path), counter: counter)
+        let owned = ThreadConnection(connection: try CacheIndex.open(path: path), counter: counter, generation: current)
         pthread_setspecific(threadKey, Unmanaged.passRetained(owned).toOpaque())
         return owned.connection
+    }
+
+    /// Called with a note each time a damaged index is found while running and replaced.
+    public func onRecovery(_ body: @escaping @Sendable (String) -> Void) {
+        recovery.withLock { $0 = body }
+    }
+
+    /// Runs `body` on this thread's connection. A damaged index (interior pages, found only when a
+    /// query reaches them) is moved aside and replaced by a fresh one, and `body` runs once more:
+    /// the cache forgets what it held, reads go on.
+    @discardableResult
+    private func run<T>(_ body: (SQLiteConnection) throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        let before = generation.load(ordering: .acquiring)
+        do {
+            return try body(try connection())
+        } catch where error.isCorruption {
+            try replaceDamagedIndex(seenGeneration: before, error: error)
+            return try body(try connection())
+        }
+    }
+
+    private func replaceDamagedIndex(seenGeneration: Int, error: SQLiteError) throws(SQLiteError) {
+        let result: Result<(String, (@Sendable (String) -> Void)?)?, SQLiteError> = recovery.withLock { handler in
+            // Another thread replaced it since this one's query began: just use the new one.
+            guard generation.load(ordering: .acquiring) == seenGeneration else { return .success(nil) }
+            let aside = directory.moveIndexAside()
+            do throws(SQLiteError) {
+                _ = try CacheIndex.createSchema(path: path, directory: directory)
+            } catch let failure {
+                return .failure(failure)
+            }
+            // The blocks the old index described are unknown now: their files go too, or they
+            // would sit outside the cap for good.
+            directory.removeAllDataFiles()
+            generation.add(1, ordering: .releasing)
+            return .success(("the cache index was found damaged while running (\(error.message)); moved it to \(aside) and started a fresh one: the cache starts empty", handler))
+        }
+        if let (note, handler) = try result.get() { handler?(note) }
     }
 
     private static func open(path: String) throws(SQLiteError) -> SQLiteConnection {
@@ -120,15 +167,31 @@ public final class CacheIndex: Sendable {
 
     /// Folds the write-ahead log into the database file: a clean shutdown leaves one file behind.
     public func checkpoint() throws(SQLiteError) {
-        try connection().query("PRAGMA wal_checkpoint(TRUNCATE)")
+        try run { db throws(SQLiteError) in try db.query("PRAGMA wal_checkpoint(TRUNCATE)") }
     }
 
     // MARK: Objects and blocks
 
     /// Finds or creates the object's row; drops its blocks if the source's size or ETag changed.
     public func openObject(bucket: String, key: String, size: Int, etag: String) throws(SQLiteError) -> CachedObject {
-        let db = try connection()
+        try run { db throws(SQLiteError) in try openObject(db, bucket: bucket, key: key, size: size, etag: etag) }
+    }
+
+    private func openObject(_ db: SQLiteConnection, bucket: String, key: String, size: Int, etag: String) throws(SQLiteError) -> CachedObject {
         let now = Date().timeIntervalSince1970
+        let known = try db.query("SELECT id, size, etag FROM objects WHERE bucket = ? AND key = ?", [.text(bucket), .text(key)])
+        if let row = known.first, let id = row[0].int, row[1].int == Int64(size) && row[2].string == etag {
+            var blocks: [Int: UInt32] = [:]
+            for row in try db.query("SELECT block, crc, length FROM blocks WHERE object_id = ?", [.integer(id)]) {
+                // A row no block could have written is ignored here; `cache verify` drops it.
+                let stored = BlockRow(row)
+                guard stored.extent != nil, let block = stored.validBlock, let crc = stored.crc else { continue }
+                blocks[block] = crc
+            }
+            // Best effort: a full disk must not stop a cached file from opening.
+            _ = try? db.query("UPDATE objects SET last_access = ? WHERE id = ?", [.real(now), .integer(id)])
+            return CachedObject(id: id, blocks: blocks, invalidated: false)
+        }
         return try db.transaction { () throws(SQLiteError) -> CachedObject in
             let found = try db.query("SELECT id, size, etag FROM objects WHERE bucket = ? AND key = ?", [.text(bucket), .text(key)])
             if let row = found.first, let id = row[0].int {
@@ -157,20 +220,20 @@ public final class CacheIndex: Sendable {
 
     /// Records that a block's `length` bytes are on disk. Call only after they were written.
     public func recordBlock(objectID: Int64, block: Int, crc: UInt32, length: Int) throws(SQLiteError) {
-        try connection().query("INSERT OR REPLACE INTO blocks(object_id, block, crc, length) VALUES(?, ?, ?, ?)",
-                               [.integer(objectID), .integer(Int64(block)), .integer(Int64(crc)), .integer(Int64(length))])
+        try run { db throws(SQLiteError) in try db.query("INSERT OR REPLACE INTO blocks(object_id, block, crc, length) VALUES(?, ?, ?, ?)",
+                               [.integer(objectID), .integer(Int64(block)), .integer(Int64(crc)), .integer(Int64(length))]) }
     }
 
     /// Bytes of all blocks recorded, over every object.
     public func cachedBytes() throws(SQLiteError) -> Int {
-        Int(try connection().query("SELECT COALESCE(SUM(length), 0) FROM blocks").first?.first?.int ?? 0)
+        Int(try run { db throws(SQLiteError) in try db.query("SELECT COALESCE(SUM(length), 0) FROM blocks") }.first?.first?.int ?? 0)
     }
 
     /// Objects with cached blocks, least recently opened first: the eviction order.
     public func leastRecentlyUsed(limit: Int) throws(SQLiteError) -> [(id: Int64, bucket: String, key: String, bytes: Int)] {
         let sql = "SELECT o.id, o.bucket, o.key, SUM(b.length) FROM objects o JOIN blocks b ON b.object_id = o.id "
             + "GROUP BY o.id ORDER BY o.last_access ASC LIMIT ?"
-        return try connection().query(sql, [.integer(Int64(limit))]).compactMap { row in
+        return try run { db throws(SQLiteError) in try db.query(sql, [.integer(Int64(limit))]) }.compactMap { row in
             // An edited index may hold anything: such a row is still evicted, never trapped on.
             guard let id = row[0].int else { return nil }
             return (id, row[1].string ?? "", row[2].string ?? "", Int(row[3].int ?? 0))
@@ -179,16 +242,17 @@ public final class CacheIndex: Sendable {
 
     /// Forgets an object and all its blocks (after its data file was removed).
     public func removeObject(id: Int64) throws(SQLiteError) {
-        let db = try connection()
-        try db.transaction { () throws(SQLiteError) in
-            try db.query("DELETE FROM blocks WHERE object_id = ?", [.integer(id)])
-            try db.query("DELETE FROM objects WHERE id = ?", [.integer(id)])
+        try run { db throws(SQLiteError) in
+            try db.transaction { () throws(SQLiteError) in
+                try db.query("DELETE FROM blocks WHERE object_id = ?", [.integer(id)])
+                try db.query("DELETE FROM objects WHERE id = ?", [.integer(id)])
+            }
         }
     }
 
     /// Forgets a block (it failed verification or its file vanished).
     public func dropBlock(objectID: Int64, block: Int) throws(SQLiteError) {
-        try connection().query("DELETE FROM blocks WHERE object_id = ? AND block = ?", [.integer(objectID), .integer(Int64(block))])
+        try run { db throws(SQLiteError) in try db.query("DELETE FROM blocks WHERE object_id = ? AND block = ?", [.integer(objectID), .integer(Int64(block))]) }
     }
 
     // MARK: Maintenance (offline)
@@ -196,7 +260,7 @@ public final class CacheIndex: Sendable {
     public struct ObjectRow: Sendable { public let id: Int64, bucket: String, key: String; public var blockSize: Int { CacheIndex.blockSize } }
 
     public func allObjects() throws(SQLiteError) -> [ObjectRow] {
-        try connection().query("SELECT id, bucket, key FROM objects").compactMap { row in
+        try run { db throws(SQLiteError) in try db.query("SELECT id, bucket, key FROM objects") }.compactMap { row in
             guard let id = row[0].int else { return nil }
             return ObjectRow(id: id, bucket: row[1].string ?? "", key: row[2].string ?? "")
         }
@@ -234,32 +298,38 @@ public final class CacheIndex: Sendable {
 
     /// Every block row recorded for an object, as stored.
     public func blocks(objectID: Int64) throws(SQLiteError) -> [BlockRow] {
-        try connection().query("SELECT block, crc, length FROM blocks WHERE object_id = ?", [.integer(objectID)]).map(BlockRow.init)
+        try run { db throws(SQLiteError) in try db.query("SELECT block, crc, length FROM blocks WHERE object_id = ?", [.integer(objectID)]) }.map(BlockRow.init)
     }
 
     /// Forgets a block row exactly as it was stored (`cache verify`, for rows that make no sense).
     public func dropBlock(objectID: Int64, row: BlockRow) throws(SQLiteError) {
-        try connection().query("DELETE FROM blocks WHERE object_id = ? AND block = ?", [.integer(objectID), row.stored])
+        try run { db throws(SQLiteError) in try db.query("DELETE FROM blocks WHERE object_id = ? AND block = ?", [.integer(objectID), row.stored]) }
     }
 
     public func blockSummary() throws(SQLiteError) -> (objects: Int, blocks: Int, bytes: Int) {
-        let row = try connection().query(
-            "SELECT (SELECT COUNT(*) FROM objects WHERE id IN (SELECT object_id FROM blocks)), COUNT(*), COALESCE(SUM(length), 0) FROM blocks").first!
+        let row = try run { db throws(SQLiteError) in try db.query(
+            "SELECT (SELECT COUNT(*) FROM objects WHERE id IN (SELECT object_id FROM blocks)), COUNT(*), COALESCE(SUM(length), 0) FROM blocks") }.first!
         return (Int(row[0].int ?? 0), Int(row[1].int ?? 0), Int(row[2].int ?? 0))
     }
 
     // MARK: Listings
 
     public func storedListing(bucket: String, prefix: String) throws(SQLiteError) -> (fetchedAt: Double, body: String)? {
-        guard let row = try connection().query("SELECT fetched_at, body FROM listings WHERE bucket = ? AND prefix = ?",
-                                                [.text(bucket), .text(prefix)]).first,
+        let rows = try run { db throws(SQLiteError) in
+            try db.query("SELECT fetched_at, body FROM listings WHERE bucket = ? AND prefix = ?", [.text(bucket), .text(prefix)])
+        }
+        guard let row = rows.first,
               let at = row[0].double, let body = row[1].string else { return nil }
         return (at, body)
     }
 
     public func storeListing(bucket: String, prefix: String, fetchedAt: Double, body: String) throws(SQLiteError) {
-        try connection().query("INSERT OR REPLACE INTO listings(bucket, prefix, fetched_at, body) VALUES(?, ?, ?, ?)",
-                               [.text(bucket), .text(prefix), .real(fetchedAt), .text(body)])
+        try run { db throws(SQLiteError) in try db.query("INSERT OR REPLACE INTO listings(bucket, prefix, fetched_at, body) VALUES(?, ?, ?, ?)",
+                               [.text(bucket), .text(prefix), .real(fetchedAt), .text(body)]) }
+    }
+
+    public func dropListing(bucket: String, prefix: String) throws(SQLiteError) {
+        try run { db throws(SQLiteError) in try db.query("DELETE FROM listings WHERE bucket = ? AND prefix = ?", [.text(bucket), .text(prefix)]) }
     }
 }
 
@@ -271,10 +341,13 @@ final class ConnectionCounter: Sendable {
 /// A thread's connection, kept alive by the pthread key until the thread exits.
 final class ThreadConnection {
     let connection: SQLiteConnection
+    /// The index generation it was opened on (see `CacheIndex.generation`).
+    let generation: Int
     private let counter: ConnectionCounter
 
-    init(connection: SQLiteConnection, counter: ConnectionCounter) {
+    init(connection: SQLiteConnection, counter: ConnectionCounter, generation: Int) {
         self.connection = connection
+        self.generation = generation
         self.counter = counter
         counter.value.add(1, ordering: .relaxed)
     }

@@ -16,6 +16,7 @@ public final class FUSEBridge: Sendable {
     let directories = Locked<[UInt64: (path: [String], entries: [DirectoryEntry])]>([:])
     let nextDirectoryHandle = Locked<UInt64>(1)
     let logger: Logger
+    let failures: RateLimitedWarnings
     let ownership: Ownership
     /// Largest read and readahead the kernel is told to send (1 MiB: a block per request).
     static let maxTransfer: UInt32 = 1 << 20
@@ -24,6 +25,7 @@ public final class FUSEBridge: Sendable {
         self.fileSystem = fileSystem
         self.ownership = ownership
         self.logger = logger
+        failures = RateLimitedWarnings(logger: logger, intervalSeconds: 10)
     }
 
     static func from(_ req: fuse_req_t?) -> FUSEBridge {
@@ -40,7 +42,8 @@ public final class FUSEBridge: Sendable {
         switch attributes.kind {
         case .directory:
             st.st_mode = S_IFDIR | ownership.directoryMode
-            st.st_nlink = 2
+            // 1 means "not counted": 2 would tell find/File::Find a folder has no subfolders.
+            st.st_nlink = 1
         case .file, .virtualFile:
             st.st_mode = S_IFREG | ownership.fileMode
             st.st_nlink = 1
@@ -90,7 +93,15 @@ public final class FUSEBridge: Sendable {
             fuse_reply_err(req, EIO)
             return
         }
+        logFailure(known, operation: "request")
         fuse_reply_err(req, known.errno)
+    }
+
+    /// Every EIO (and ETIMEDOUT, ESTALE, EACCES) a reader gets is in the log with its reason; a
+    /// reader retrying in a loop does not flood it.
+    func logFailure(_ error: FSError, operation: String) {
+        guard let reason = error.failureReason else { return }
+        failures.warning("\(operation) answered \(String(cString: strerror(error.errno))): \(reason)", key: reason)
     }
 }
 

@@ -19,6 +19,11 @@ final class InodeTable: Sendable {
         state.withLock { $0.nodes[inode]?.path }
     }
 
+    /// The inode the kernel knows `path` by, if it knows it (no reference taken).
+    func inode(of path: [String]) -> UInt64? {
+        state.withLock { $0.byPath[path] }
+    }
+
     /// The inode for `path`, taking one kernel reference on it.
     func reference(_ path: [String]) -> UInt64 {
         state.withLock { s in

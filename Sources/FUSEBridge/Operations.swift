@@ -90,6 +90,7 @@ extension FUSEBridge {
                         _ = goesfs_reply_file_range(pending.raw, descriptor, off_t(offset), length)
                     }
                 case .failure(let error):
+                    bridge.logFailure(error, operation: "read")
                     fuse_reply_err(pending.raw, error.errno)
                 }
             }
@@ -122,10 +123,16 @@ extension FUSEBridge {
             }
         }
         ops.statfs = { req, _ in
+            // `df` shows the cache: its cap as the size, what is cached as used. Nothing is writable.
+            let (limit, used) = FUSEBridge.from(req).fileSystem.cacheCapacity()
             var st = statvfs()
             st.f_bsize = UInt(FUSEBridge.maxTransfer)
             st.f_frsize = 4096
-            st.f_namemax = 1024
+            st.f_blocks = fsblkcnt_t(max(limit, used) / 4096)
+            st.f_bfree = fsblkcnt_t(max(0, limit - used) / 4096)
+            st.f_bavail = 0
+            st.f_namemax = 255
+            st.f_flag = UInt(ST_RDONLY)
             fuse_reply_statfs(req, &st)
         }
         // Read-only: everything that would change the tree or a file says so.

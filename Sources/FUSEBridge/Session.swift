@@ -2,6 +2,9 @@ import CFuse
 import Foundation
 import Logging
 
+/// The session, for notifications sent from other threads (libfuse allows them on any thread).
+private struct SessionPointer: @unchecked Sendable { let raw: OpaquePointer }
+
 /// Mounts the bridge at a mountpoint and runs libfuse's multi-threaded loop until unmounted or signalled.
 public struct MountSession {
     public enum Failure: Error, CustomStringConvertible {
@@ -51,6 +54,13 @@ public struct MountSession {
             throw .cannotCreateSession("libfuse rejected the options \(all.joined(separator: ","))")
         }
         defer { fuse_session_destroy(session) }
+        // An object that changed at the source: the kernel must forget the pages it kept of it.
+        let sessionPointer = SessionPointer(raw: session)
+        bridge.fileSystem.changes.onChange { [inodes = bridge.inodes] path in
+            guard let inode = inodes.inode(of: path) else { return }
+            _ = fuse_lowlevel_notify_inval_inode(sessionPointer.raw, fuse_ino_t(inode), 0, 0)
+        }
+        defer { bridge.fileSystem.changes.stop() }
         // SIGINT and SIGTERM end the loop; we then unmount cleanly below.
         guard fuse_set_signal_handlers(session) == 0 else { throw .cannotCreateSession("cannot install signal handlers") }
         defer { fuse_remove_signal_handlers(session) }

@@ -18,6 +18,7 @@ final class CacheBudget: Sendable {
     private let cacheDirectory: String
     private let statistics: Statistics
     private let logger: Logger
+    private let warnings: RateLimitedWarnings
 
     init(limit: Int, index: CacheIndex, openObjects: OpenObjects, verified: VerifiedBlocks, cacheDirectory: String,
          statistics: Statistics, logger: Logger) {
@@ -28,6 +29,7 @@ final class CacheBudget: Sendable {
         self.cacheDirectory = cacheDirectory
         self.statistics = statistics
         self.logger = logger
+        warnings = RateLimitedWarnings(logger: logger)
         let current = (try? index.cachedBytes()) ?? 0
         used = Atomic(current)
         statistics.updateCacheUsage(bytes: current, limit: limit)
@@ -40,6 +42,13 @@ final class CacheBudget: Sendable {
         let total = used.add(bytes, ordering: .relaxed).newValue
         statistics.updateCacheUsage(bytes: total, limit: limit)
         if total > limit { evict() }
+    }
+
+    /// The index was replaced by an empty one: count again from what it holds.
+    func recount() {
+        let current = (try? index.cachedBytes()) ?? 0
+        used.store(current, ordering: .relaxed)
+        statistics.updateCacheUsage(bytes: current, limit: limit)
     }
 
     /// Bytes that left the cache some other way (a block dropped after failing its checksum).
@@ -75,7 +84,7 @@ final class CacheBudget: Sendable {
                 }
             }
             if freed == 0 {
-                logger.warning("cache over its limit but every cached object is open; nothing evicted")
+                warnings.warning("cache over its limit but every cached object is open; nothing evicted")
                 return
             }
             dropped(bytes: freed)

@@ -10,6 +10,9 @@ public enum FSError: Error, Sendable, Equatable {
     case accessDenied(String)
     case timedOut(String)
     case io(String)
+    /// The object changed at the source while being read: its cached blocks were dropped.
+    case stale(String)
+    case invalidArgument(String)
 
     public var errno: Int32 {
         switch self {
@@ -20,6 +23,16 @@ public enum FSError: Error, Sendable, Equatable {
         case .accessDenied: return EACCES
         case .timedOut: return ETIMEDOUT
         case .io: return EIO
+        case .stale: return ESTALE
+        case .invalidArgument: return EINVAL
+        }
+    }
+
+    /// What went wrong, for the log; nil for answers that are no failure of ours (ENOENT, EROFS…).
+    public var failureReason: String? {
+        switch self {
+        case .notFound, .readOnly, .notDirectory, .isDirectory: return nil
+        case .accessDenied(let m), .timedOut(let m), .io(let m), .stale(let m), .invalidArgument(let m): return m
         }
     }
 
@@ -30,6 +43,7 @@ public enum FSError: Error, Sendable, Equatable {
         case .auth: self = .accessDenied(error.message)
         case .timeout: self = .timedOut(error.message)
         case .network, .server: self = .io(error.message)
+        case .changed: self = .stale(error.message)
         }
     }
 }

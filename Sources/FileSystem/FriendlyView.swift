@@ -2,8 +2,11 @@ import Foundation
 import GOESCatalog
 import ObjectStore
 
-/// The friendly view: `/goes16/<product><sector>/<band>/<YYYY-MM-DD>/<HH>/<HHMM>.nc`.
+/// The friendly view: `/goes16/<product><sector>/<band>/<YYYY-MM-DD>/<HH>/<NOAA file name>`.
 ///
+/// Hour folders list each scan under its NOAA name (readers such as satpy recognise files by it;
+/// `ls -t` sorts by scan start), one per scan slot, the latest creation winning; the short name
+/// `HHMM.nc` also resolves.
 /// Every leaf is a relative symlink to the object in the mirror view, so original names stay one
 /// `readlink` away. Folders come from the same hour listings as the mirror: one request per hour,
 /// never one per file. Also `latest.nc` (band and day folders) and the unlisted `at/<time>.nc`.
@@ -43,7 +46,10 @@ struct FriendlyView: Sendable {
     struct Scan: Sendable {
         let name: ObjectName
         let object: ListedObject
+        /// The short name, `HHMM.nc` (`HHMMSS.nc` for Meso and GLM): still resolves, not listed.
         let leaf: String
+        /// The NOAA file name, which hour folders list: readers such as satpy recognise files by it.
+        var fileName: String { String(object.key.split(separator: "/").last ?? "") }
     }
 
     /// The top-level folders of the view: one per satellite, and the aliases that apply.
@@ -65,10 +71,8 @@ struct FriendlyView: Sendable {
         var day: CalendarDay?
         for (index, component) in path.enumerated().dropFirst(2) {
             if let d = CalendarDay(component) { day = d; break }
-            if component == FriendlyView.nearestFolder, index + 1 < path.count,
-               let instant = FriendlyView.parseInstant(String(path[index + 1].dropLast(3).split(separator: "~")[0])),
-               let time = ScanTime(secondsSinceEpoch: instant) {
-                day = CalendarDay(year: time.year, dayOfYear: time.dayOfYear)
+            if component == FriendlyView.nearestFolder, index + 1 < path.count, let request = NearestRequest(name: path[index + 1]) {
+                day = CalendarDay(year: request.time.year, dayOfYear: request.time.dayOfYear)
                 break
             }
         }
@@ -149,7 +153,7 @@ struct FriendlyView: Sendable {
             guard let hour = FriendlyView.hour(rest[1]) else { throw .notFound }
             let hourListing = try scans(series, day: day, hour: hour)
             if rest.count == 2 { return .directory(validSeconds: hourListing.validSeconds) }
-            guard rest.count == 3, let scan = hourListing.scans.first(where: { $0.leaf == rest[2] }) else { throw .notFound }
+            guard rest.count == 3, let scan = hourListing.scans.first(where: { $0.fileName == rest[2] || $0.leaf == rest[2] }) else { throw .notFound }
             return .link(scan, validSeconds: hourListing.validSeconds)
         }
     }
@@ -183,7 +187,7 @@ struct FriendlyView: Sendable {
                 guard let day = CalendarDay(rest[0]), let hour = FriendlyView.hour(rest[1]) else { throw try notListable(path) }
                 let hourListing = try scans(series, day: day, hour: hour)
                 return hourListing.scans.map { scan in
-                    DirectoryEntry(name: scan.leaf, attributes: linkAttributes(scan, at: path + [scan.leaf], validSeconds: hourListing.validSeconds))
+                    DirectoryEntry(name: scan.fileName, attributes: linkAttributes(scan, at: path + [scan.fileName], validSeconds: hourListing.validSeconds))
                 }
             default:
                 throw try notListable(path)
@@ -282,27 +286,18 @@ struct FriendlyView: Sendable {
         throw .notFound
     }
 
-    /// `2023-03-07T14:23Z.nc`, `…T14:23:10Z.nc`, with an optional tolerance `~10m`, `~90s`, `~2h`
-    /// (default one hour): the scan whose start is nearest, searching neighbouring hours too.
-    private func nearest(_ series: Series, request: String) throws(FSError) -> Scan {
-        guard request.hasSuffix(".nc") else { throw .notFound }
-        let parts = request.dropLast(3).split(separator: "~", maxSplits: 1)
-        guard let target = FriendlyView.parseInstant(String(parts[0])) else { throw .notFound }
-        var tolerance = 3600.0
-        if parts.count == 2 {
-            guard let t = FriendlyView.parseDuration(String(parts[1])) else { throw .notFound }
-            tolerance = t
-        }
-        let span = Int((tolerance / 3600).rounded(.up))
+    /// The scan whose start is nearest to an `at/` request (see `NearestRequest`), searching the
+    /// neighbouring hours its tolerance reaches (a bounded number).
+    private func nearest(_ series: Series, request name: String) throws(FSError) -> Scan {
+        guard let request = NearestRequest(name: name) else { throw .notFound }
         var best: Scan?
-        for offset in -span...span {
-            guard let time = ScanTime(secondsSinceEpoch: target + Double(offset * 3600)),
-                  let day = CalendarDay(year: time.year, dayOfYear: time.dayOfYear) else { continue }
+        for time in request.hours {
+            guard let day = CalendarDay(year: time.year, dayOfYear: time.dayOfYear) else { continue }
             for scan in try scans(series, day: day, hour: time.hour).scans {
-                let distance = abs(scan.name.start.secondsSinceEpoch - target)
-                guard distance <= tolerance else { continue }
+                let distance = abs(scan.name.start.secondsSinceEpoch - request.instant)
+                guard distance <= request.tolerance else { continue }
                 if let current = best {
-                    let currentDistance = abs(current.name.start.secondsSinceEpoch - target)
+                    let currentDistance = abs(current.name.start.secondsSinceEpoch - request.instant)
                     if distance > currentDistance || (distance == currentDistance && scan.name.created <= current.name.created) { continue }
                 }
                 best = scan
@@ -310,22 +305,6 @@ struct FriendlyView: Sendable {
         }
         guard let best else { throw .notFound }
         return best
-    }
-
-    static func parseInstant(_ text: String) -> Double? {
-        // YYYY-MM-DDTHH:MM[:SS]Z
-        guard text.hasSuffix("Z"), let t = text.firstIndex(of: "T"), let day = CalendarDay(String(text[..<t])) else { return nil }
-        let clock = text[text.index(after: t)..<text.index(before: text.endIndex)].split(separator: ":")
-        guard (2...3).contains(clock.count), let h = Int(clock[0]), let m = Int(clock[1]) else { return nil }
-        let s = clock.count == 3 ? Int(clock[2]) : 0
-        guard let s, let time = ScanTime(year: day.year, dayOfYear: day.dayOfYear, hour: h, minute: m, second: s) else { return nil }
-        return time.secondsSinceEpoch
-    }
-
-    static func parseDuration(_ text: String) -> Double? {
-        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
-        guard let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()), value >= 0 else { return nil }
-        return value * unit
     }
 
     // MARK: Attributes

@@ -15,8 +15,31 @@ struct ReadContext: Sendable {
     let diagnostics: DiagnosticsRunner
     let openObjects: OpenObjects
     let verified: VerifiedBlocks
+    let storeHealth: CacheStoreHealth
+    let listings: ListingCache
+    let changes: ChangeNotifier
     let logger: Logger
     let cacheDirectory: String
+}
+
+/// Passes "this object changed" from the read path to whoever shows files to the kernel.
+public final class ChangeNotifier: Sendable {
+    private let handler = Locked<(@Sendable (MountPath) -> Void)?>(nil)
+    private let queue = DispatchQueue(label: "goesfs-changes")
+
+    public func onChange(_ body: @escaping @Sendable (MountPath) -> Void) { handler.withLock { $0 = body } }
+
+    /// No more notifications; waits for one under way (the session is about to go).
+    public func stop() {
+        handler.withLock { $0 = nil }
+        queue.sync {}
+    }
+
+    /// Runs the handler later, on its own queue: never inside a reply still owed to the kernel.
+    func objectChanged(bucket: String, key: String) {
+        let path = [bucket] + key.split(separator: "/").map(String.init)
+        queue.async { [handler] in handler.withLock { $0 }?(path) }
+    }
 }
 
 /// Settings of one mount.
@@ -44,6 +67,9 @@ public struct MountConfiguration: Sendable {
 /// The FUSE bridge maps inodes to paths and calls this; tests call it directly.
 public final class GOESFileSystem: Sendable {
     public let statistics: Statistics
+    /// Told the mirror path of an object found changed at the source, after its readers got their
+    /// error: the bridge drops the kernel's cached pages of it (files are opened with keep_cache).
+    public let changes = ChangeNotifier()
     private let namespace: Namespace
     private let context: ReadContext
     private let handles = Locked<HandleTable>(HandleTable())
@@ -72,16 +98,18 @@ public final class GOESFileSystem: Sendable {
         let diagnostics = DiagnosticsRunner(sources: client.sources.sources, bucket: configuration.buckets.first ?? "noaa-goes16",
                                             extra: configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
+        let listings = ListingCache(client: client, index: index, logger: logger)
         let readContext = ReadContext(client: client, index: index, pool: DownloadPool(threads: configuration.downloadThreads),
                                       statistics: statistics, budget: budget, diagnostics: diagnostics,
-                                      openObjects: registry, verified: verified, logger: logger,
+                                      openObjects: registry, verified: verified,
+                                      storeHealth: CacheStoreHealth(statistics: statistics, logger: logger),
+                                      listings: listings, changes: changes, logger: logger,
                                       cacheDirectory: configuration.cacheDirectory)
         context = readContext
-        let listings = ListingCache(client: client, index: index, logger: logger)
         prefetch = configuration.prefetch
         // A prefetched scan is held open (so it cannot be evicted) until all its blocks are in.
         scans = configuration.prefetch ? ScanPrefetcher(listings: listings, pool: readContext.pool) { ref, done in
-            guard let object = try? registry.acquire(ref, context: readContext) else { return done() }
+            let object = registry.acquire(ref, context: readContext)
             object.fetchAll {
                 registry.release(object)
                 done()
@@ -92,6 +120,12 @@ public final class GOESFileSystem: Sendable {
             mirror: MirrorView(buckets: configuration.buckets, listings: listings, mountedAt: now),
             friendly: FriendlyView(satellites: configuration.buckets.compactMap(Satellite.init(parsing:)), listings: listings, mountedAt: now),
             mountedAt: now)
+        index.onRecovery { [statistics, logger] note in
+            verified.removeAll()
+            budget.recount()
+            logger.error("\(note)")
+            statistics.noteEvent(note)
+        }
         if let note = index.recoveredFromCorruption {
             logger.warning("\(note)")
             statistics.noteEvent(note)
@@ -116,13 +150,9 @@ public final class GOESFileSystem: Sendable {
             return register(.snapshot(render(file)))
         }
         let ref = try namespace.object(at: path)
-        do {
-            let object = try openObjects.acquire(ref, context: context)
-            scans?.opened(ref)
-            return register(.object(object, ReadPattern()))
-        } catch {
-            throw .io("cannot open the cache for \(ref.bucket)/\(ref.object.key): \(error)")
-        }
+        let object = openObjects.acquire(ref, context: context)
+        scans?.opened(ref)
+        return register(.object(object, ReadPattern()))
     }
 
     /// Reads from an open handle; `reply` runs exactly once, possibly on another thread.
@@ -146,6 +176,11 @@ public final class GOESFileSystem: Sendable {
         if case .object(let object, _)? = handles.withLock({ $0.open.removeValue(forKey: handle) }) {
             openObjects.release(object)
         }
+    }
+
+    /// The cache's cap and the bytes cached now, for `statfs` (`df`).
+    public func cacheCapacity() -> (limit: Int, used: Int) {
+        (context.budget.limit, max(0, context.budget.usedBytes))
     }
 
     /// The `.stats` text as it stands now.

@@ -71,7 +71,11 @@ final class ListingCache: Sendable {
             return stored
         }
         do {
-            let listing = try client.list(bucket: bucket, prefix: prefix)
+            let (listing, rejected) = try client.list(bucket: bucket, prefix: prefix)
+            if !rejected.isEmpty {
+                let shown = rejected.prefix(5).joined(separator: "; ")
+                logger.warning("listing \(id): left out \(rejected.count) entries the filesystem cannot show: \(shown)\(rejected.count > 5 ? "; …" : "")")
+            }
             let entry = Entry(listing: listing, fetchedAt: now, expiresAt: now + ListingCache.lifetime(prefix: prefix, now: now))
             memory.withLock { $0[id] = entry }
             store(bucket: bucket, prefix: prefix, entry: entry)
@@ -85,9 +89,20 @@ final class ListingCache: Sendable {
         }
     }
 
+    /// Drops a folder's listing (memory and index): an object in it changed at the source.
+    func forget(bucket: String, prefix: String) {
+        _ = memory.withLock { $0.removeValue(forKey: bucket + "/" + prefix) }
+        do { try index.dropListing(bucket: bucket, prefix: prefix) } catch {
+            logger.warning("could not drop the stored listing of \(bucket)/\(prefix): \(error)")
+        }
+    }
+
     private func storedEntry(bucket: String, prefix: String) -> Entry? {
         guard let row = try? index.storedListing(bucket: bucket, prefix: prefix),
-              let listing = try? JSONDecoder().decode(Listing.self, from: Data(row.body.utf8)) else { return nil }
+              let decoded = try? JSONDecoder().decode(Listing.self, from: Data(row.body.utf8)) else { return nil }
+        // Stored listings live for a year: one written before a rule existed must not outlive it.
+        let (listing, rejected) = ListingRules.validated(decoded, prefix: prefix)
+        if rejected > 0 { logger.warning("stored listing \(bucket)/\(prefix): left out \(rejected) entries that break the listing rules") }
         return Entry(listing: listing, fetchedAt: row.fetchedAt,
                      expiresAt: row.fetchedAt + ListingCache.lifetime(prefix: prefix, now: Date().timeIntervalSince1970))
     }

@@ -11,20 +11,35 @@ final class OpenObjects: Sendable {
 
     static func id(bucket: String, key: String) -> String { bucket + "/" + key }
 
-    /// The shared object for `ref`, created under the lock if nobody has it open (or its size
-    /// changed at the source); release it with `release`.
-    func acquire(_ ref: ObjectRef, context: ReadContext) throws -> OpenObject {
+    /// The shared object for `ref`, made if nobody has this version open (same size and ETag, not
+    /// found changed at the source); release it with `release`. The object is made outside the
+    /// lock (it opens files and the index); a racing open that made one first wins.
+    func acquire(_ ref: ObjectRef, context: ReadContext) -> OpenObject {
         let id = OpenObjects.id(bucket: ref.bucket, key: ref.object.key)
-        return try table.withLock { table in
-            if var entry = table[id], entry.object.size == ref.object.size {
+        if let shared = share(id, ref) { return shared }
+        let made = OpenObject(bucket: ref.bucket, object: ref.object, context: context)
+        return table.withLock { table in
+            if var entry = table[id], OpenObjects.matches(entry.object, ref) {
                 entry.handles += 1
                 table[id] = entry
                 return entry.object
             }
-            let object = try OpenObject(bucket: ref.bucket, object: ref.object, context: context)
-            table[id] = Entry(object: object, handles: 1, downloads: 0)
-            return object
+            table[id] = Entry(object: made, handles: 1, downloads: 0)
+            return made
         }
+    }
+
+    private func share(_ id: String, _ ref: ObjectRef) -> OpenObject? {
+        table.withLock { table in
+            guard var entry = table[id], OpenObjects.matches(entry.object, ref) else { return nil }
+            entry.handles += 1
+            table[id] = entry
+            return entry.object
+        }
+    }
+
+    private static func matches(_ object: OpenObject, _ ref: ObjectRef) -> Bool {
+        object.size == ref.object.size && object.etag == ref.object.etag && !object.isStale
     }
 
     func release(_ object: OpenObject) {

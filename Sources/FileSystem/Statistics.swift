@@ -103,7 +103,9 @@ public final class Statistics: TransferObserver, Sendable {
     /// Something the user should know happened (see `Snapshot.events`).
     public func noteEvent(_ text: String) {
         let now = clock()
-        state.withLock { append(&$0.events, "[\(Timestamp.iso(now))] \(text)", limit: Statistics.eventLimit) }
+        // Keys come from servers: no control character reaches a terminal showing `.stats` or `--watch`.
+        let safe = ListingRules.printable(text)
+        state.withLock { append(&$0.events, "[\(Timestamp.iso(now))] \(safe)", limit: Statistics.eventLimit) }
     }
 
     /// A read was answered; `fromCache` when no block it needed had to be downloaded.
@@ -131,7 +133,7 @@ public final class Statistics: TransferObserver, Sendable {
         return state.withLock { s in
             let id = s.nextTransfer
             s.nextTransfer += 1
-            s.inFlight[id] = InFlight(key: key, total: bytes, started: now, sampleStart: now)
+            s.inFlight[id] = InFlight(key: ListingRules.printable(key), total: bytes, started: now, sampleStart: now)
             return id
         }
     }
@@ -178,7 +180,7 @@ public final class Statistics: TransferObserver, Sendable {
             s.largest = max(s.largest ?? bytes, bytes)
             s.smallest = min(s.smallest ?? bytes, bytes)
             s.lastSuccess = now
-            append(&s.recentAttempts, AttemptRecord(at: now, succeeded: true, bytes: bytes, seconds: seconds, key: key),
+            append(&s.recentAttempts, AttemptRecord(at: now, succeeded: true, bytes: bytes, seconds: seconds, key: ListingRules.printable(key)),
                    limit: Statistics.recentAttemptLimit)
         }
     }
@@ -191,12 +193,12 @@ public final class Statistics: TransferObserver, Sendable {
                 s.attempts += 1
                 s.failures += 1
                 s.wallSeconds += seconds + (retryDelay ?? 0)
-                append(&s.recentAttempts, AttemptRecord(at: now, succeeded: false, bytes: nil, seconds: seconds, key: key),
+                append(&s.recentAttempts, AttemptRecord(at: now, succeeded: false, bytes: nil, seconds: seconds, key: ListingRules.printable(key)),
                        limit: Statistics.recentAttemptLimit)
             }
             if retryDelay != nil { s.retries += 1 }
             s.errorsByCategory[error.category, default: 0] += 1
-            append(&s.recentErrors, ErrorRecord(at: now, category: error.category, message: error.message, key: key,
+            append(&s.recentErrors, ErrorRecord(at: now, category: error.category, message: ListingRules.printable(error.message), key: ListingRules.printable(key),
                                                 attempt: attempt, maxAttempts: maxAttempts),
                    limit: Statistics.recentErrorLimit)
         }

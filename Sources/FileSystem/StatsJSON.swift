@@ -16,7 +16,7 @@ public enum StatsJSON {
                         "runtime_seconds": s.now - s.startTime],
             "performance": ["total_attempts": s.attempts, "successful": s.successes, "failed": s.failures,
                             "retries": s.retries, "not_found_errors": count(.notFound), "auth_errors": count(.auth),
-                            "timeouts": count(.timeout), "network_errors": count(.network), "server_errors": count(.server)],
+                            "timeouts": count(.timeout), "network_errors": count(.network), "server_errors": count(.server) + count(.changed)],
             "download": ["average_download_seconds": value(s.successes > 0 ? s.successSeconds / Double(s.successes) : nil),
                          "total_bytes": s.totalBytes,
                          "average_network_speed": value(s.receivingSeconds > 0 ? Double(s.totalBytes) / s.receivingSeconds : nil),

@@ -25,7 +25,7 @@ public enum StatsReport {
             Auth errors: \(count(.auth))
             Timeouts: \(count(.timeout))
             Network errors: \(count(.network))
-            Server errors: \(count(.server))
+            Server errors: \(count(.server) + count(.changed))
 
             Download Metrics:
             Average download time: \(s.successes > 0 ? String(format: "%.2f seconds", s.successSeconds / Double(s.successes)) : "n/a")

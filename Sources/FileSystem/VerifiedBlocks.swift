@@ -17,6 +17,11 @@ final class VerifiedBlocks: Sendable {
         _ = table.withLock { $0[objectID]?.remove(block) }
     }
 
+    /// The index was replaced: its object rows (and their numbers) mean nothing any more.
+    func removeAll() {
+        table.withLock { $0 = [:] }
+    }
+
     /// The object left the cache (evicted or changed at the source).
     func remove(objectID: Int64) {
         _ = table.withLock { $0.removeValue(forKey: objectID) }

@@ -75,7 +75,8 @@ extension ScanTime {
 
     /// The UTC instant `seconds` after the epoch (tenths kept, finer parts dropped).
     public init?(secondsSinceEpoch seconds: Double) {
-        guard seconds >= 0 else { return nil }
+        // Before the year 10000 (so within ScanTime's range, and Int(seconds) cannot trap).
+        guard seconds.isFinite, seconds >= 0, seconds < 253_402_300_800 else { return nil }
         var remaining = Int(seconds)
         let tenths = Int((seconds - Double(remaining)) * 10)
         var year = 1970

@@ -26,9 +26,20 @@ final class ResponseSink {
     /// Bytes to drop first when a server ignores Range and sends the whole object.
     var skip = 0
     var body: [UInt8] = []
+    /// Bytes of a non-data body kept (listings need whole pages; error bodies only their code).
+    var bodyLimit = 64 << 10
+    var bodyTooLarge = false
     var overflowed = false
-    /// The object's full size, from `Content-Range: bytes a-b/size`.
-    var totalSize: Int?
+    /// The response's `Content-Range`, `ETag`, `Content-Length` and `Location` headers.
+    var contentRange: ContentRange?
+    var contentRangeText: String?
+    var etag: String?
+    var contentLength: Int?
+    var location: String?
+    /// The object's size as the listing states it: a reply for another size is not our object.
+    var expectedTotal: Int?
+    /// Set when the reply is not the bytes asked for; the transfer is stopped before any is stored.
+    var refusal: String?
     let bandwidth: BandwidthLimit?
     var progress: ((Int) -> Void)?
     /// Bytes not yet reported to `progress`: reported in batches, so eight download threads do not
@@ -60,8 +71,47 @@ final class ResponseSink {
     func header(_ line: UnsafeRawBufferPointer) {
         lastByteAt = DispatchTime.now().uptimeNanoseconds
         let text = String(decoding: line, as: UTF8.self)
-        guard text.lowercased().hasPrefix("content-range:"), let slash = text.lastIndex(of: "/") else { return }
-        totalSize = Int(text[text.index(after: slash)...].trimmingCharacters(in: .whitespacesAndNewlines))
+        if text.hasPrefix("HTTP/") {
+            // A new response (after a 100 Continue): its headers replace any seen before.
+            contentRange = nil; contentRangeText = nil; etag = nil; contentLength = nil; location = nil
+            return
+        }
+        guard let colon = text.firstIndex(of: ":") else { return }
+        let name = text[..<colon].lowercased()
+        let value = String(text[text.index(after: colon)...].trimmingWhitespace())
+        switch name {
+        case "content-range": contentRangeText = value; contentRange = ContentRange(headerValue: value)
+        case "etag": etag = value
+        case "content-length": contentLength = ContentRange.number(Substring(value))
+        case "location": location = value
+        default: break
+        }
+    }
+
+    /// Decides, at the first body byte, whether this reply carries exactly the bytes asked for.
+    private func refusalReason() -> String? {
+        guard expectsRange, let target else { return nil }
+        switch status {
+        case 206:
+            guard let got = contentRange else {
+                return "a 206 reply without a valid Content-Range (\(ListingRules.printable(contentRangeText ?? "none")))"
+            }
+            let asked = rangeStart..<(rangeStart + target.count)
+            if got.range.lowerBound != asked.lowerBound || got.range.upperBound > asked.upperBound {
+                return "Content-Range \(got.range.lowerBound)-\(got.range.upperBound - 1) does not match the range asked, \(asked.lowerBound)-\(asked.upperBound - 1)"
+            }
+            if let expectedTotal, got.total != expectedTotal {
+                return "Content-Range says the object has \(got.total.map(String.init) ?? "*") bytes, the listing says \(expectedTotal)"
+            }
+        case 200:
+            // The server ignored Range and sends the whole object: fine if it is our object's size.
+            if let expectedTotal, let length = contentLength, length != expectedTotal {
+                return "a whole-object reply of \(length) bytes for an object listed with \(expectedTotal)"
+            }
+        default:
+            break
+        }
+        return nil
     }
 
     func accept(_ data: UnsafeRawBufferPointer) -> Bool {
@@ -72,9 +122,18 @@ final class ResponseSink {
             _ = goesfs_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &code)
             status = code
             if status == 200 && expectsRange { skip = rangeStart }
+            if (200..<300).contains(status), let reason = refusalReason() {
+                refusal = reason
+                return false
+            }
         }
         guard (200..<300).contains(status), let target else {
-            if body.count < 1 << 20 { body.append(contentsOf: data) }
+            guard body.count + data.count <= bodyLimit else {
+                // A listing page too large to be one: fail loudly rather than parse a cut page.
+                if (200..<300).contains(status) { bodyTooLarge = true; return false }
+                return true
+            }
+            body.append(contentsOf: data)
             return true
         }
         var chunk = data
@@ -134,7 +193,12 @@ struct TransferOutcome {
     var received: Int
     var body: [UInt8]
     var overflowed: Bool
-    var totalSize: Int?
+    var bodyTooLarge: Bool
+    var contentRange: ContentRange?
+    var etag: String?
+    /// Why the reply was refused (wrong range, size, or a redirect not followed), if it was.
+    var refusal: String?
+    var location: String?
     var seconds: Double
     var stalled: Bool
     /// Requests sent beyond the first (libcurl's silent resends), each a failed attempt of its own.
@@ -168,25 +232,79 @@ final class CurlHandle: @unchecked Sendable {
 
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
-    /// Performs a GET; with `target`, the body (of a 2xx answer) is written there.
-    func get(url: String, range: Range<Int>?, target: UnsafeMutableRawBufferPointer?, timeouts: RequestTimeouts,
-             progress: ((Int) -> Void)? = nil) -> TransferOutcome {
+    /// Redirects followed per request, and only within the same origin: S3 has no reason to send
+    /// a reader elsewhere, and a hostile endpoint must not turn one read into thousands of requests.
+    static let maxRedirects = 3
+
+    /// Performs a GET, following at most `maxRedirects` redirects to the same scheme, host and port;
+    /// with `target`, the body of a 2xx answer is written there.
+    func get(_ request: HTTPRequest, timeouts: RequestTimeouts, progress: ((Int) -> Void)? = nil) -> TransferOutcome {
+        var url = request.url
+        var hops = 0
+        var spent = 0.0
+        var resends = 0
+        while true {
+            var bounded = timeouts
+            bounded.totalSeconds = max(0.5, timeouts.totalSeconds - spent)
+            var outcome = perform(url: url, request: request, timeouts: bounded, progress: progress)
+            spent += outcome.seconds
+            resends += outcome.silentResends
+            outcome.seconds = spent
+            outcome.silentResends = resends
+            guard [301, 302, 303, 307, 308].contains(outcome.status) else { return outcome }
+            let location = outcome.location ?? ""
+            guard let next = CurlHandle.sameOrigin(location, as: url) else {
+                outcome.refusal = "HTTP \(outcome.status) redirect to \(ListingRules.printable(location)) not followed: only redirects within the same scheme, host and port are"
+                return outcome
+            }
+            guard hops < CurlHandle.maxRedirects else {
+                outcome.refusal = "more than \(CurlHandle.maxRedirects) redirects (last to \(ListingRules.printable(location)))"
+                return outcome
+            }
+            hops += 1
+            url = next
+        }
+    }
+
+    /// `location` resolved against `base`, if it stays on the same origin.
+    static func sameOrigin(_ location: String, as base: String) -> String? {
+        guard !location.isEmpty, let from = URL(string: base), let to = URL(string: location, relativeTo: from)?.absoluteURL,
+              let scheme = to.scheme?.lowercased(), scheme == from.scheme?.lowercased(),
+              to.host?.lowercased() == from.host?.lowercased(), port(to) == port(from) else { return nil }
+        return to.absoluteString
+    }
+
+    private static func port(_ url: URL) -> Int? { url.port ?? (url.scheme?.lowercased() == "https" ? 443 : 80) }
+
+    private func perform(url: String, request: HTTPRequest, timeouts: RequestTimeouts, progress: ((Int) -> Void)?) -> TransferOutcome {
         curl_easy_reset(handle)
         errorBuffer[0] = 0
         _ = goesfs_curl_set_string(handle, CURLOPT_URL, url)
         _ = goesfs_curl_set_long(handle, CURLOPT_NOSIGNAL, 1)
-        _ = goesfs_curl_set_long(handle, CURLOPT_FOLLOWLOCATION, 1)
+        // Redirects are handled by `get`, which checks where they lead; dot segments are sent as
+        // they are (libcurl would squash `a/../b`, sending a request for another key).
+        _ = goesfs_curl_set_long(handle, CURLOPT_FOLLOWLOCATION, 0)
+        _ = goesfs_curl_set_long(handle, CURLOPT_PATH_AS_IS, 1)
+        _ = goesfs_curl_set_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")
         _ = goesfs_curl_set_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
         _ = goesfs_curl_set_string(handle, CURLOPT_USERAGENT, "goesfs/0.1")
         _ = goesfs_curl_set_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
         _ = goesfs_curl_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(timeouts.connectSeconds * 1000))
         _ = goesfs_curl_set_long(handle, CURLOPT_TIMEOUT_MS, Int(timeouts.totalSeconds * 1000))
-        if let range {
+        if let range = request.range {
             _ = goesfs_curl_set_string(handle, CURLOPT_RANGE, "\(range.lowerBound)-\(range.upperBound - 1)")
         }
-        let sink = ResponseSink(handle: handle, target: target, rangeStart: range?.lowerBound ?? 0, bandwidth: bandwidth)
+        var headers: UnsafeMutablePointer<curl_slist>?
+        if let etag = request.ifMatch, !etag.isEmpty, !etag.contains(where: { $0 == "\r" || $0 == "\n" }) {
+            headers = curl_slist_append(nil, "If-Match: " + (etag.hasPrefix("\"") ? etag : "\"\(etag)\""))
+            _ = goesfs_curl_set_pointer(handle, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headers))
+        }
+        defer { if let headers { curl_slist_free_all(headers) } }
+        let sink = ResponseSink(handle: handle, target: request.target, rangeStart: request.range?.lowerBound ?? 0, bandwidth: bandwidth)
         sink.progress = progress
-        sink.stallNanoseconds = UInt64(timeouts.stallSeconds) * 1_000_000_000
+        sink.bodyLimit = request.bodyLimit
+        sink.expectedTotal = request.expectedTotal
+        sink.stallNanoseconds = UInt64(max(1, timeouts.stallSeconds)) * 1_000_000_000
         let box = Unmanaged.passRetained(sink)
         defer { box.release() }
         _ = goesfs_curl_set_data_fn(handle, CURLOPT_WRITEFUNCTION, writeCallback)
@@ -217,9 +335,24 @@ final class CurlHandle: @unchecked Sendable {
         var message = String(cString: errorBuffer)
         if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
         return TransferOutcome(curlCode: code, curlMessage: message, status: sink.status, received: sink.received,
-                               body: sink.body, overflowed: sink.overflowed, totalSize: sink.totalSize, seconds: seconds,
-                               stalled: sink.stalled, silentResends: max(0, sink.requestsSent - 1), phases: phases)
+                               body: sink.body, overflowed: sink.overflowed, bodyTooLarge: sink.bodyTooLarge,
+                               contentRange: sink.contentRange, etag: sink.etag, refusal: sink.refusal, location: sink.location,
+                               seconds: seconds, stalled: sink.stalled, silentResends: max(0, sink.requestsSent - 1), phases: phases)
     }
+}
+
+/// One GET as the client means it.
+struct HTTPRequest {
+    var url: String
+    var range: Range<Int>? = nil
+    /// Where a 2xx body goes (object data); nil keeps the body in the outcome (listings, errors).
+    var target: UnsafeMutableRawBufferPointer? = nil
+    /// The listed ETag: the server must answer 412 rather than send another version.
+    var ifMatch: String? = nil
+    /// The object's size as listed; a reply for another size is refused.
+    var expectedTotal: Int? = nil
+    /// The most body bytes kept without a target (a listing page); beyond it the reply is refused.
+    var bodyLimit = 64 << 10
 }
 
 /// Hands out easy handles so that connections are reused across requests and threads, and caps

@@ -23,25 +23,123 @@ public struct Listing: Sendable, Codable, Equatable {
 }
 
 /// Reads a ListObjectsV2 XML page. Elements are found by name, never by position: servers order them differently.
+///
+/// What the server says is checked against `ListingRules`: entries that break them are left out
+/// (and named in `rejected`), so one bad entry never makes the folder fail.
 struct ListingPage {
     var listing = Listing()
     var isTruncated = false
     var continuationToken: String?
+    /// Whether the document was whole (ended with its closing tag).
+    var isComplete = false
+    /// Why entries were left out, one line each.
+    var rejected: [String] = []
 
-    init(xml: String) {
+    init(xml: String, prefix: String = "") {
+        // Asked for with `encoding-type=url`: keys and prefixes are percent-encoded, so names that
+        // are not UTF-8 arrive intact (and are refused) instead of collapsing into U+FFFD.
+        let encoded = XMLScan.first("EncodingType", in: xml) == "url"
+        func name(_ raw: String) -> String? { encoded ? URLEncoding.decode(raw) : raw }
         for block in XMLScan.elements("Contents", in: xml) {
-            guard let key = XMLScan.first("Key", in: block) else { continue }
-            let size = XMLScan.first("Size", in: block).flatMap { Int($0) } ?? 0
+            guard let raw = XMLScan.first("Key", in: block) else { rejected.append("an entry without a key"); continue }
+            guard let key = name(raw) else { rejected.append("a key that is not UTF-8 (\(ListingRules.printable(raw)))"); continue }
+            let sizeText = XMLScan.first("Size", in: block) ?? "0"
+            guard let size = ListingRules.size(sizeText) else {
+                rejected.append("\(ListingRules.printable(key)): size \(ListingRules.printable(sizeText)) is not 0…5 TiB"); continue
+            }
             let etag = XMLScan.first("ETag", in: block) ?? ""
-            let modified = XMLScan.first("LastModified", in: block).flatMap(ISO8601.seconds) ?? 0
+            var modified = 0.0
+            if let text = XMLScan.first("LastModified", in: block) {
+                guard let seconds = ISO8601.seconds(text) else {
+                    rejected.append("\(ListingRules.printable(key)): LastModified \(ListingRules.printable(text)) is not a date"); continue
+                }
+                modified = seconds
+            }
+            if let problem = ListingRules.problem(key: key, under: prefix) {
+                rejected.append("\(ListingRules.printable(key)): \(problem)"); continue
+            }
             listing.objects.append(ListedObject(key: key, size: size, etag: etag, lastModified: modified))
         }
         for block in XMLScan.elements("CommonPrefixes", in: xml) {
-            if let prefix = XMLScan.first("Prefix", in: block) { listing.commonPrefixes.append(prefix) }
+            guard let raw = XMLScan.first("Prefix", in: block) else { continue }
+            guard let folder = name(raw) else { rejected.append("a prefix that is not UTF-8 (\(ListingRules.printable(raw)))"); continue }
+            if let problem = ListingRules.problem(commonPrefix: folder, under: prefix) {
+                rejected.append("\(ListingRules.printable(folder)): \(problem)"); continue
+            }
+            listing.commonPrefixes.append(folder)
         }
         // IsTruncated and the token also occur only at the top level of the document.
         isTruncated = XMLScan.first("IsTruncated", in: xml) == "true"
-        continuationToken = XMLScan.first("NextContinuationToken", in: xml)
+        continuationToken = XMLScan.first("NextContinuationToken", in: xml).flatMap { $0.isEmpty ? nil : $0 }
+        isComplete = xml.contains("</ListBucketResult>")
+    }
+}
+
+/// What a listing entry must be to become a file or folder: checked on every page from a server and
+/// on every listing read back from the cache (a listing persisted before a rule existed, or damaged).
+public enum ListingRules {
+    /// S3's largest object.
+    public static let maxObjectSize = 5 << 40
+    /// Linux's NAME_MAX.
+    public static let maxNameBytes = 255
+
+    /// The size a listing states, if it is a plain number within S3's limits.
+    static func size(_ text: String) -> Int? {
+        guard !text.isEmpty, text.count <= 16, text.utf8.allSatisfy({ (48...57).contains($0) }),
+              let value = Int(text), value <= maxObjectSize else { return nil }
+        return value
+    }
+
+    /// Why `key` cannot be a file directly under `prefix`, or nil when it can.
+    public static func problem(key: String, under prefix: String) -> String? {
+        guard key.hasPrefix(prefix) else { return "outside the folder listed" }
+        let leaf = key.dropFirst(prefix.count)
+        if leaf.contains("/") { return "not directly in the folder listed" }
+        return problem(path: key)
+    }
+
+    /// Why `folder` (ending in `/`) cannot be a subfolder of `prefix`, or nil when it can.
+    public static func problem(commonPrefix folder: String, under prefix: String) -> String? {
+        guard folder.hasPrefix(prefix), folder.hasSuffix("/"), folder.count > prefix.count else { return "not a subfolder of the folder listed" }
+        let leaf = folder.dropFirst(prefix.count).dropLast()
+        if leaf.contains("/") { return "not directly in the folder listed" }
+        return problem(path: String(folder.dropLast()))
+    }
+
+    /// Every component of a path must be a name Linux can show and that cannot climb out of its folder.
+    static func problem(path: String) -> String? {
+        for component in path.split(separator: "/", omittingEmptySubsequences: false) {
+            if component.isEmpty { return "has an empty path component" }
+            if component == "." || component == ".." { return "has a '\(component)' path component" }
+            if component.utf8.count > maxNameBytes { return "has a component over \(maxNameBytes) bytes" }
+            if component.utf8.contains(0) { return "contains a NUL byte" }
+            if component.unicodeScalars.contains("\u{FFFD}") { return "is not valid UTF-8" }
+        }
+        return nil
+    }
+
+    /// Whether an entry read back from the cache still meets the rules (listings persist for a year).
+    public static func validated(_ listing: Listing, prefix: String) -> (listing: Listing, rejected: Int) {
+        let objects = listing.objects.filter { o in
+            (0...maxObjectSize).contains(o.size) && o.lastModified.isFinite && abs(o.lastModified) < 253_402_300_800
+                && problem(key: o.key, under: prefix) == nil
+        }
+        let prefixes = listing.commonPrefixes.filter { problem(commonPrefix: $0, under: prefix) == nil }
+        let rejected = listing.objects.count - objects.count + listing.commonPrefixes.count - prefixes.count
+        return (Listing(commonPrefixes: prefixes, objects: objects), rejected)
+    }
+
+    /// A server's text made safe to log: control characters escaped, length bounded.
+    public static func printable(_ text: some StringProtocol) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars.prefix(300) {
+            if scalar.value < 0x20 || (0x7f...0x9f).contains(scalar.value) {
+                out += "\\x" + String(scalar.value, radix: 16).leftPadded(to: 2)
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return text.unicodeScalars.count > 300 ? out + "…" : out
     }
 }
 
@@ -94,10 +192,14 @@ enum XMLScan {
 
 /// Parses the timestamps S3 uses in listings: `2023-03-07T14:31:17.000Z`.
 enum ISO8601 {
+    /// Seconds since the epoch; nil unless every field is in range (years 1…9999, so no arithmetic overflows).
     static func seconds(_ text: String) -> Double? {
         let digits = text.split(whereSeparator: { "-T:.Z".contains($0) })
-        guard digits.count >= 6, let y = Int(digits[0]), let mo = Int(digits[1]), let d = Int(digits[2]),
-              let h = Int(digits[3]), let mi = Int(digits[4]), let s = Int(digits[5]), (1...12).contains(mo) else { return nil }
+        guard digits.count >= 6, digits[0].count <= 4, digits.prefix(6).allSatisfy({ $0.count <= 4 }),
+              let y = Int(digits[0]), let mo = Int(digits[1]), let d = Int(digits[2]),
+              let h = Int(digits[3]), let mi = Int(digits[4]), let s = Int(digits[5]),
+              (1...9999).contains(y), (1...12).contains(mo), (1...31).contains(d),
+              (0...23).contains(h), (0...59).contains(mi), (0...60).contains(s) else { return nil }
         // Days from civil date (Howard Hinnant's algorithm).
         let yy = mo <= 2 ? y - 1 : y
         let era = (yy >= 0 ? yy : yy - 399) / 400

@@ -34,7 +34,7 @@ public enum NetworkDiagnostics {
             let host = URLComponents(string: url)?.host ?? url
             let (addresses, resolveSeconds) = resolve(host)
             let handle = CurlHandle(bandwidth: nil)
-            let outcome = handle.get(url: url + "?list-type=2&max-keys=1", range: nil, target: nil,
+            let outcome = handle.get(HTTPRequest(url: url + "?list-type=2&max-keys=1"),
                                      timeouts: RequestTimeouts(connectSeconds: timeoutSeconds, stallSeconds: Int(timeoutSeconds),
                                                                totalSeconds: timeoutSeconds))
             let failed = outcome.curlCode != CURLE_OK

@@ -1,6 +1,22 @@
 import CCurl
 import Foundation
 
+/// Bounds on one folder's listing: GOES hour folders hold at most ~2,000 keys (2 pages).
+public enum ListingLimits {
+    public static let maxPages = 200
+    /// A page of 1,000 keys is ~350 KB; 16 MiB leaves room for long keys, not for a flood.
+    public static let maxPageBytes = 16 << 20
+}
+
+/// ETags compare without quotes or the weak marker: servers and listings write them differently.
+enum ETag {
+    static func normalized(_ tag: String) -> String {
+        var t = Substring(tag.trimmingWhitespace())
+        if t.hasPrefix("W/") { t = t.dropFirst(2) }
+        return String(t.trimmingCharacters(in: CharacterSet(charactersIn: "\"")))
+    }
+}
+
 /// Reads listings and byte ranges from the sources, applying the retry policy and failing over.
 ///
 /// Anonymous (unsigned) requests: the NOAA buckets are public. Every data request is reported to the
@@ -26,34 +42,64 @@ public final class S3Client: Sendable {
         self.init(sources: SourcePool(sources: [source]), retry: retry, timeouts: timeouts, observer: observer)
     }
 
-    /// Lists one level under `prefix` (all pages), with `/` as delimiter.
-    public func list(bucket: String, prefix: String) throws(FetchError) -> Listing {
+    /// Lists one level under `prefix` (all pages), with `/` as delimiter; `rejected` says which
+    /// entries broke `ListingRules` and were left out.
+    ///
+    /// A listing ends: a repeated continuation token, more than `ListingLimits.maxPages` pages, a
+    /// page over `ListingLimits.maxPageBytes`, a cut page or one that says it continues without a
+    /// token all fail it, and all its pages share one read deadline.
+    public func list(bucket: String, prefix: String) throws(FetchError) -> (listing: Listing, rejected: [String]) {
         var listing = Listing()
+        var rejected: [String] = []
         var token: String?
-        repeat {
-            var query = "?list-type=2&delimiter=%2F&prefix=" + URLEncoding.query(prefix)
+        var seenTokens = Set<String>()
+        let started = Date()
+        let label = prefix.isEmpty ? bucket : prefix
+        for pageNumber in 1... {
+            guard pageNumber <= ListingLimits.maxPages else {
+                throw FetchError(category: .server, message: "listing of \(label) has more than \(ListingLimits.maxPages) pages: stopped")
+            }
+            var query = "?list-type=2&delimiter=%2F&encoding-type=url&prefix=" + URLEncoding.query(prefix)
             if let token { query += "&continuation-token=" + URLEncoding.query(token) }
-            let page = try withRetries(key: prefix.isEmpty ? bucket : prefix, kind: .listing) { attempt, source, timeouts throws(FetchError) in
+            let page = try withRetries(key: label, kind: .listing, started: started) { attempt, source, timeouts throws(FetchError) in
                 let url = source.bucketURL(bucket) + query
-                let outcome = handles.withHandle { $0.get(url: url, range: nil, target: nil, timeouts: timeouts) }
+                let outcome = handles.withHandle {
+                    $0.get(HTTPRequest(url: url, bodyLimit: ListingLimits.maxPageBytes), timeouts: timeouts)
+                }
                 reportSilentResends(outcome, kind: .listing, key: prefix, attempt: attempt)
                 try S3Client.check(outcome)
-                return ListingPage(xml: String(decoding: outcome.body, as: UTF8.self))
+                if outcome.bodyTooLarge {
+                    throw FetchError(category: .server, message: "a listing page of \(label) is over \(ListingLimits.maxPageBytes >> 20) MiB: refused")
+                }
+                let page = ListingPage(xml: String(decoding: outcome.body, as: UTF8.self), prefix: prefix)
+                guard page.isComplete else {
+                    throw FetchError(category: .server, message: "a listing page of \(label) is incomplete (no closing tag)")
+                }
+                if page.isTruncated && page.continuationToken == nil {
+                    throw FetchError(category: .server, message: "a listing page of \(label) says more follow but gives no continuation token")
+                }
+                return page
             }
             listing.commonPrefixes += page.listing.commonPrefixes
             listing.objects += page.listing.objects
-            token = page.isTruncated ? page.continuationToken : nil
-        } while token != nil
-        return listing
+            rejected += page.rejected
+            guard page.isTruncated, let next = page.continuationToken else { break }
+            guard seenTokens.insert(next).inserted else {
+                throw FetchError(category: .server, message: "listing of \(label) repeats a continuation token: stopped after \(pageNumber) pages")
+            }
+            token = next
+        }
+        return (listing, rejected)
     }
 
     /// Fetches `range` of an object of `objectSize` bytes into `buffer` (whose count equals the range length).
     ///
     /// A connection cut mid-body resumes from the last byte received, not from the start, possibly
-    /// from another source; a source whose copy has a different size is refused, so bytes of two
-    /// different objects are never mixed.
+    /// from another source. Every reply must be the listed object (`If-Match` with its ETag, the
+    /// size in `Content-Range`) and exactly the bytes asked for, so two versions or two copies are
+    /// never mixed and no byte is stored at the wrong offset.
     /// `progress` is called on this thread with each chunk's byte count as it arrives.
-    public func fetch(bucket: String, key: String, objectSize: Int, range: Range<Int>,
+    public func fetch(bucket: String, key: String, objectSize: Int, etag: String = "", range: Range<Int>,
                       into buffer: UnsafeMutableRawBufferPointer, progress: ((Int) -> Void)? = nil) throws(FetchError) {
         precondition(buffer.count == range.count)
         var done = 0
@@ -61,13 +107,15 @@ public final class S3Client: Sendable {
             let url = source.objectURL(bucket: bucket, key: key)
             if done > 0 { observer.transferResumed(key: key, keptBytes: done) }
             let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
-            let outcome = handles.withHandle {
-                $0.get(url: url, range: (range.lowerBound + done)..<range.upperBound, target: rest, timeouts: timeouts,
-                       progress: progress)
-            }
+            let request = HTTPRequest(url: url, range: (range.lowerBound + done)..<range.upperBound, target: rest,
+                                      ifMatch: etag.isEmpty ? nil : etag, expectedTotal: objectSize)
+            let outcome = handles.withHandle { $0.get(request, timeouts: timeouts, progress: progress) }
             reportSilentResends(outcome, kind: .data, key: key, attempt: attempt)
-            if let total = outcome.totalSize, total != objectSize {
-                throw FetchError(category: .server, message: "\(source) has a \(total)-byte copy, the listing says \(objectSize): refusing to mix them")
+            if (200..<300).contains(outcome.status), !etag.isEmpty, let sent = outcome.etag, ETag.normalized(sent) != ETag.normalized(etag) {
+                throw FetchError(category: .changed, message: "the object changed at the source: ETag \(ListingRules.printable(sent)), listed \(ListingRules.printable(etag))")
+            }
+            if let refusal = outcome.refusal {
+                throw FetchError(category: .server, message: "\(refusal); nothing of that reply kept", httpStatus: outcome.status)
             }
             let before = done
             if (200..<300).contains(outcome.status) { done += outcome.received }
@@ -82,9 +130,8 @@ public final class S3Client: Sendable {
 
     /// Runs `attempt` until it succeeds, fails for good, or the policy gives up; reports each failure.
     /// Each attempt gets the timeouts cut to what is left of the deadline, so the whole stays bounded.
-    private func withRetries<T>(key: String, kind: RequestKind,
+    private func withRetries<T>(key: String, kind: RequestKind, started: Date = Date(),
                                 _ attempt: (Int, Source, RequestTimeouts) throws(FetchError) -> T) throws(FetchError) -> T {
-        let started = Date()
         var number = 1
         while true {
             let attemptStart = DispatchTime.now().uptimeNanoseconds
@@ -105,12 +152,12 @@ public final class S3Client: Sendable {
                 }
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - attemptStart) / 1e9
                 let elapsed = Date().timeIntervalSince(started)
-                let delay = retry.delay(afterAttempt: number)
-                let willRetry = error.category.isRetryable && number < retry.maxAttempts && elapsed + delay < retry.deadline
+                let delay = retry.delay(afterAttempt: number, throttled: error.isThrottling)
+                let willRetry = retry.mayRetry(after: error, attempt: number, elapsed: elapsed, delay: delay)
                 observer.transferFailed(kind: kind, key: key, error: error, seconds: seconds, attempt: number,
                                         maxAttempts: retry.maxAttempts, retryDelay: willRetry ? delay : nil)
                 guard willRetry else {
-                    if error.category.isRetryable && elapsed + delay >= retry.deadline {
+                    if error.category.isRetryable && (number < retry.maxAttempts || error.isThrottling) {
                         throw FetchError(category: .timeout, message: "gave up after \(number) attempts in \(Int(elapsed)) s: \(error.message)", httpStatus: error.httpStatus)
                     }
                     throw error

@@ -69,6 +69,33 @@ enum URLEncoding {
     static func path(_ text: String) -> String { encode(text, keep: "/") }
     static func query(_ text: String) -> String { encode(text, keep: "") }
 
+    /// Undoes `encoding-type=url` (form encoding: `+` is a space); nil for a bad escape or bytes
+    /// that are not UTF-8.
+    static func decode(_ text: String) -> String? {
+        guard text.contains("%") || text.contains("+") else { return text }
+        var bytes: [UInt8] = []
+        var utf8 = text.utf8[...]
+        while let byte = utf8.popFirst() {
+            switch byte {
+            case UInt8(ascii: "+"): bytes.append(UInt8(ascii: " "))
+            case UInt8(ascii: "%"):
+                guard let high = utf8.popFirst().flatMap(hexValue), let low = utf8.popFirst().flatMap(hexValue) else { return nil }
+                bytes.append(high << 4 | low)
+            default: bytes.append(byte)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
     private static func encode(_ text: String, keep: String) -> String {
         var out = ""
         for byte in text.utf8 {

@@ -137,3 +137,55 @@ final class LockedCounter: @unchecked Sendable {
     func add() { lock.lock(); count += 1; lock.unlock() }
     var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }
+
+final class RuntimeCorruptionTests: XCTestCase {
+    /// An index whose first page is fine (so it opens) but whose interior pages are garbage: the
+    /// damage shows only when a query reaches them, long after the mount started. It used to fail
+    /// every open with EIO and no log line; now it is moved aside and replaced, and the query succeeds.
+    func testDamagedInteriorPagesAreFoundWhileRunningAndReplaced() throws {
+        let directory = NSTemporaryDirectory() + "goesfs-corrupt-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let index = try CacheIndex(directory: CacheDirectory(path: directory, create: false))
+            for n in 0..<400 {
+                let object = try index.openObject(bucket: "b", key: "key-\(n)-" + String(repeating: "x", count: 200), size: 1 << 30, etag: "e")
+                for block in 0..<8 { try index.recordBlock(objectID: object.id, block: block, crc: UInt32(block), length: 1 << 20) }
+            }
+            try index.checkpoint()
+        }
+        let file = directory + "/index.sqlite"
+        let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
+        XCTAssertGreaterThan(size, 64 << 10)
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: file))
+        handle.seek(toFileOffset: 8192)   // page 1 (the header and schema) stays intact
+        handle.write(Data(repeating: 0xA5, count: size - 8192))
+        handle.closeFile()
+
+        let index = try CacheIndex(directory: CacheDirectory(path: directory, create: false))
+        XCTAssertNil(index.recoveredFromCorruption, "the damage must not be visible at open for this test to mean anything")
+        let notes = NoteBox()
+        index.onRecovery { notes.append($0) }
+        let object = try index.openObject(bucket: "b", key: "key-7-" + String(repeating: "x", count: 200), size: 1 << 30, etag: "e")
+        XCTAssertEqual(object.blocks, [:], "the fresh index knows no blocks")
+        XCTAssertEqual(notes.values.count, 1)
+        XCTAssertTrue(notes.values.first?.contains("damaged") ?? false)
+        XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: directory).contains { $0.contains(".corrupt-") })
+        // And it goes on working, on this thread and others.
+        try index.recordBlock(objectID: object.id, block: 0, crc: 1, length: 10)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            XCTAssertEqual(try? index.cachedBytes(), 10)
+            done.signal()
+        }
+        done.wait()
+        XCTAssertEqual(try index.cachedBytes(), 10)
+    }
+}
+
+private final class NoteBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [String] = []
+    func append(_ note: String) { lock.lock(); stored.append(note); lock.unlock() }
+    var values: [String] { lock.lock(); defer { lock.unlock() }; return stored }
+}

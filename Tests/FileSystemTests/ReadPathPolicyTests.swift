@@ -28,17 +28,6 @@ final class ReadPathPolicyTests: XCTestCase {
         }
     }
 
-    func testNearestTimeRequestsParse() {
-        XCTAssertEqual(FriendlyView.parseInstant("2023-03-07T14:23Z"), ScanTime(stamp: "20230661423000")!.secondsSinceEpoch)
-        XCTAssertEqual(FriendlyView.parseInstant("2023-03-07T14:23:10Z"), ScanTime(stamp: "20230661423100")!.secondsSinceEpoch)
-        XCTAssertNil(FriendlyView.parseInstant("2023-03-07T14:23"))
-        XCTAssertNil(FriendlyView.parseInstant("2023-02-30T14:23Z"))
-        XCTAssertEqual(FriendlyView.parseDuration("10m"), 600)
-        XCTAssertEqual(FriendlyView.parseDuration("90s"), 90)
-        XCTAssertEqual(FriendlyView.parseDuration("2h"), 7200)
-        XCTAssertNil(FriendlyView.parseDuration("2d"))
-    }
-
     func testOrbitSlotHandovers() {
         XCTAssertEqual(OrbitSlot.east.satellite(on: CalendarDay("2025-04-06")!).number, 16)
         XCTAssertEqual(OrbitSlot.east.satellite(on: CalendarDay("2025-04-07")!).number, 19)

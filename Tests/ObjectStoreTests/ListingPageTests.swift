@@ -12,7 +12,7 @@ final class ListingPageTests: XCTestCase {
             <CommonPrefixes><Prefix>ABI-L1b-RadC/2023/066/14/sub/</Prefix></CommonPrefixes>
             <NextContinuationToken>tok/+=</NextContinuationToken><IsTruncated>true</IsTruncated></ListBucketResult>
             """
-        let page = ListingPage(xml: xml)
+        let page = ListingPage(xml: xml, prefix: "ABI-L1b-RadC/2023/066/14/")
         XCTAssertEqual(page.listing.objects.map(\.key), ["ABI-L1b-RadC/2023/066/14/a & b.nc", "ABI-L1b-RadC/2023/066/14/c.nc"])
         XCTAssertEqual(page.listing.objects.map(\.size), [4096, 0])
         XCTAssertEqual(page.listing.objects[0].etag, "\"abc\"")

@@ -120,9 +120,12 @@ def _proxy_server(s3):
 
 @pytest.fixture
 def proxy(_proxy_server):
-    """The session proxy, with an empty log and no faults armed for this test."""
-    _proxy_server.reset()
-    _proxy_server.clear_faults()
+    """The session proxy, with an empty log and no faults armed for this test.
+
+    Its log accessors wait until it is idle (see tests/support/proxy.py). No wait here:
+    the previous test's daemons have exited, so nothing of theirs can start a request."""
+    _proxy_server.clear_faults()  # releases stalls first
+    _proxy_server.reset(wait=False)
     yield _proxy_server
     _proxy_server.clear_faults()
 
@@ -156,6 +159,13 @@ def mount_factory(request, goesfs_bin, proxy, tmp_path):
 def mount(mount_factory) -> GoesfsMount:
     """A fresh mount (empty cache) of noaa-goes16 and noaa-goes18."""
     return mount_factory()
+
+
+@pytest.fixture
+def quiet_mount(mount_factory) -> GoesfsMount:
+    """Like `mount`, but with goesfs's readahead and next-scan prefetch off (--no-prefetch),
+    for tests that count requests exactly: only what the test reads goes over the wire."""
+    return mount_factory("m", "16,18", "--no-prefetch")
 
 
 @pytest.fixture(scope="session", autouse=True)

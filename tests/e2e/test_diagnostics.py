@@ -20,7 +20,7 @@ import pytest
 
 from tests.fixtures.goes_fixtures import MiB, RADC_HOUR, fixture_objects, stress_objects
 from tests.support.polling import wait_for
-from tests.support.proxy import DropAfter, Respond
+from tests.support.proxy import Delay, DropAfter, Respond
 from tests.support.s3server import free_port
 from tests.support.stats_report import (JSON_COUNT_NAMES, check_consistent, counts, field,
                                         in_progress, numbered)
@@ -198,10 +198,13 @@ def test_each_open_is_one_consistent_snapshot(mount_factory):
 
 # --- 3. honest ETA ---------------------------------------------------------------
 
-def test_in_progress_estimates_before_showing_speed_and_eta(mount_factory):
+def test_in_progress_estimates_before_showing_speed_and_eta(mount_factory, proxy):
     m = mount_factory("m", "19", *THROTTLE)
     obj = SLOW[2]
     os.stat(path_of(m, obj))
+    # No byte for the first 2 s of the first download: a speed would be invented, and the
+    # first look need not come within goesfs's 0.25 s first sample on a loaded machine.
+    proxy.add_fault(obj.key, Delay(2), times=1)
     lines = lambda: [p[0] for p in in_progress(read_text(m.path / ".stats"))]  # noqa: E731
     with reading_in_background(path_of(m, obj)):
         first = wait_for(lines, 20, "a line in In progress", interval=0.01)

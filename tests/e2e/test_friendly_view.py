@@ -1,5 +1,5 @@
-"""The friendly view (issue 6): goesNN/<product>/<band>/<day>/<hour>/<HHMM>.nc symlinks into
-the mirror view, latest.nc, at/<time>.nc, the goes-east/goes-west aliases, user.goes.* xattrs,
+"""The friendly view (issue 6): goesNN/<product>/<band>/<day>/<hour>/<NOAA name> symlinks into
+the mirror view (the short <HHMM>.nc names resolve too, unlisted), latest.nc, at/<time>.nc, the goes-east/goes-west aliases, user.goes.* xattrs,
 and Python NetCDF readers run unchanged on friendly paths.
 
 Each test gets a fresh mount (empty cache) of goes16, 17 and 18 through the recording proxy.
@@ -68,6 +68,11 @@ def assert_link_to(link: Path, mount, bucket: str, key: str) -> None:
     assert os.stat(link).st_size == len(OBJECTS[(bucket, key)].data), link
 
 
+def noaa_name(key: str) -> str:
+    """What an hour folder lists for a key: its NOAA file name (satpy recognises files by it)."""
+    return key.rsplit("/", 1)[-1]
+
+
 def run(*cmd: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "LC_ALL": "C"})
 
@@ -100,21 +105,22 @@ def test_hour_has_one_link_per_scan(mount, prefix):
         leaf = start_of(key).strftime("%H%M.nc")
         if leaf not in winners or C13_NAME.search(key)["created"] > C13_NAME.search(winners[leaf])["created"]:
             winners[leaf] = key
-    assert sorted(os.listdir(hour_dir)) == sorted(winners)
+    listed = sorted(noaa_name(k) for k in winners.values())
+    assert sorted(os.listdir(hour_dir)) == listed
     matched = sorted(os.path.basename(p) for p in glob.glob(str(hour_dir / "*.nc")))
-    assert matched == sorted(winners), "a glob must yield each scan exactly once"
+    assert matched == listed, "a glob must yield each scan exactly once"
 
     for leaf, key in winners.items():
-        link = hour_dir / leaf
-        assert link.is_symlink()
-        assert os.readlink(link) == "../../../../../noaa-goes16/" + key
-        assert_link_to(link, mount, "noaa-goes16", key)
-        # Name-based readers (satpy) recognise the resolved file.
-        parsed = C13_NAME.fullmatch(os.path.basename(os.path.realpath(link)))
+        for link in (hour_dir / noaa_name(key), hour_dir / leaf):  # listed name, and the short alias
+            assert link.is_symlink()
+            assert os.readlink(link) == "../../../../../noaa-goes16/" + key
+            assert_link_to(link, mount, "noaa-goes16", key)
+        # Name-based readers (satpy) recognise the listed name itself.
+        parsed = C13_NAME.fullmatch(noaa_name(key))
         assert parsed and parsed["channel"] == "13" and parsed["sector"] == "C" and parsed["platform"] == "G16"
 
     # `ls -t` sorts the links by observation time.
-    assert run("ls", "-t", str(hour_dir)).stdout.split() == sorted(winners, reverse=True)
+    assert run("ls", "-t", str(hour_dir)).stdout.split() == [noaa_name(winners[l]) for l in sorted(winners, reverse=True)]
 
 
 def test_shared_slot_goes_to_latest_creation(mount):
@@ -182,6 +188,24 @@ def test_nearest_time(mount, request_name, key_parts):
     assert_link_to(link, mount, "noaa-goes16", key)
 
 
+@pytest.mark.parametrize("folder", ["goes16/RadC/C13/at", "goes-east/RadC/C13/at"])
+def test_malformed_at_names_are_enoent_and_the_daemon_lives(mount, proxy, folder):
+    # Each of these used to trap the daemon (for every user of the mount) or loop for billions of steps.
+    names = [".nc", "~.nc", "x", "~", "2023-03-07T14:23Z~infh.nc", "2023-03-07T14:23Z~nanm.nc",
+             "2023-03-07T14:23Z~1e16h.nc", "2023-03-07T14:23Z~1e9h.nc", "2023-03-07T14:23Z~2000h.nc",
+             "2023-03-07T14:23Z~-1h.nc", "2023-03-07T99:99Z.nc", "9999-12-31T23:59Z~1m.nc"]
+    for name in names:
+        with pytest.raises(FileNotFoundError):
+            os.stat(mount.path / folder / name)
+    # A wide tolerance is bounded: at most 2·24+1 hour listings, however wide it asks.
+    proxy.reset()
+    near = mount.path / folder / "2023-03-07T14:23Z~24h.nc"
+    assert os.path.exists(near)
+    listings = [r for r in proxy.records() if r.is_listing]
+    assert 0 < len(listings) <= 49 + 8, len(listings)
+    assert os.path.exists(mount.path / ".stats") and mount.is_mounted()
+
+
 def test_at_folder_is_not_listed(mount):
     assert "at" not in os.listdir(mount.path / "goes16/RadC/C13")
 
@@ -194,7 +218,7 @@ def test_meso_sectors_split(mount, sector):
     hour_dir = mount.path / f"goes16/Rad{sector}/C13/2023-03-07/14"
     leaves = {start_of(k).strftime("%H%M%S.nc"): k for k in keys}
     assert len(leaves) == len(keys) == 3
-    assert sorted(os.listdir(hour_dir)) == sorted(leaves)
+    assert sorted(os.listdir(hour_dir)) == sorted(map(noaa_name, keys))
     for leaf, key in leaves.items():
         assert_link_to(hour_dir / leaf, mount, "noaa-goes16", key)
 
@@ -205,7 +229,8 @@ def test_mcmip_has_no_band_level(mount):
     assert not (product / "C13").exists()
     keys = keys_in("noaa-goes16", MCMIP_HOUR, band=None)
     leaves = {start_of(k).strftime("%H%M.nc"): k for k in keys}
-    assert sorted(os.listdir(product / "2023-03-07/14")) == sorted(leaves) == ["1400.nc", "1410.nc"]
+    assert sorted(leaves) == ["1400.nc", "1410.nc"]
+    assert sorted(os.listdir(product / "2023-03-07/14")) == sorted(map(noaa_name, keys))
     for leaf, key in leaves.items():
         assert_link_to(product / "2023-03-07/14" / leaf, mount, "noaa-goes16", key)
 
@@ -217,7 +242,7 @@ def test_glm_has_no_band_level_and_second_leaves(mount):
     leaves = {start_of(k).strftime("%H%M%S.nc"): k for k in keys}
     assert len(leaves) == len(keys) > 1000
     hour_dir = product / "2023-03-07/14"
-    assert sorted(os.listdir(hour_dir)) == sorted(leaves)
+    assert sorted(os.listdir(hour_dir)) == sorted(map(noaa_name, keys))
     for leaf in sorted(leaves)[::97]:
         assert_link_to(hour_dir / leaf, mount, "noaa-goes16", leaves[leaf])
 
@@ -244,7 +269,7 @@ def test_goes_west_follows_the_handover(mount, day, bucket, hhmm):
     hour_dir = mount.path / "goes-west/RadC/C13" / day / "14"
     doy = datetime.strptime(day, "%Y-%m-%d").strftime("%j")
     key = key_with(bucket, f"/2023/{doy}/14/", f"_s2023{doy}{hhmm}")
-    assert f"{hhmm}.nc" in os.listdir(hour_dir)
+    assert noaa_name(key) in os.listdir(hour_dir)
     assert all(os.readlink(hour_dir / leaf).startswith(f"../../../../../{bucket}/") for leaf in os.listdir(hour_dir))
     assert_link_to(hour_dir / f"{hhmm}.nc", mount, bucket, key)
     near = mount.path / f"goes-west/RadC/C13/at/{day}T{hhmm[:2]}:{hhmm[2:]}Z~1m.nc"
@@ -255,8 +280,10 @@ def test_goes_west_band_lists_each_day_once(mount):
     # Each day from the satellite operational on it: G17's 01-04 and G18's 01-03 are hidden.
     names = os.listdir(mount.path / "goes-west/RadC/C13")
     assert sorted(names) == ["2023-01-03", "2023-01-04", "2023-03-07", "latest.nc"]
-    assert os.listdir(mount.path / "goes-west/RadC/C13/2023-01-03/14") == ["1401.nc"]
-    assert os.listdir(mount.path / "goes-west/RadC/C13/2023-01-04/14") == ["1406.nc"]
+    assert os.listdir(mount.path / "goes-west/RadC/C13/2023-01-03/14") == [
+        noaa_name(key_with("noaa-goes17", "/2023/003/14/", "_s20230031401"))]
+    assert os.listdir(mount.path / "goes-west/RadC/C13/2023-01-04/14") == [
+        noaa_name(key_with("noaa-goes18", "/2023/004/14/", "_s20230041406"))]
 
 
 # --- 6. Python readers on friendly paths ------------------------------------
@@ -311,7 +338,7 @@ def test_xarray_open_mfdataset_over_an_hour(mount, tmp_path, engine):
     import xarray as xr
 
     links = sorted(glob.glob(str(mount.path / "goes16/RadC/C13/2023-03-07/15/*.nc")))
-    assert [os.path.basename(p) for p in links] == ["1501.nc", "1506.nc", "1511.nc"]
+    assert [C13_NAME.fullmatch(os.path.basename(p))["start"][7:11] for p in links] == ["1501", "1506", "1511"]
     got = in_child(tmp_path, """
         import glob, xarray as xr
         with xr.open_mfdataset(sorted(glob.glob(pattern)), engine=engine, combine="nested",
@@ -415,3 +442,27 @@ def test_xattrs_on_mirror_file_and_through_link(mount, mirror_key, friendly):
     assert os.path.realpath(link) == str(path.resolve())
     assert {n: os.getxattr(link, n).decode() for n in os.listxattr(link)
             if n.startswith("user.goes.")} == {**expected, "user.goes.etag": etag}
+
+
+# --- 7. satpy, which recognises files by their NOAA names ---------------------
+
+@pytest.mark.parametrize("view", ["goes16/RadC/C13/2023-03-07/15", "noaa-goes16/ABI-L1b-RadC/2023/066/15"])
+def test_satpy_finds_and_opens_files_on_either_view(mount, tmp_path, view):
+    pytest.importorskip("satpy", reason="satpy is in tests/requirements.txt")
+    folder = mount.path / view
+    got = in_child(tmp_path, """
+        import glob, os, warnings
+        warnings.simplefilter("ignore")
+        from satpy import Scene, find_files_and_readers
+        found = find_files_and_readers(base_dir=folder, reader="abi_l1b")
+        scene = Scene(reader="abi_l1b", filenames=sorted(glob.glob(os.path.join(folder, "*.nc"))))
+        result = {"found": sorted(os.path.basename(p) for p in found["abi_l1b"]),
+                  "start": scene.start_time.isoformat(), "bands": sorted(str(n) for n in scene.available_dataset_names())}
+    """, folder=str(folder))
+    expected = sorted(noaa_name(k) for k in keys_in("noaa-goes16", RADC_NEXT_HOUR) if k.endswith(".nc"))
+    # The friendly hour hides a superseded duplicate (the later creation wins its slot).
+    if view.startswith("goes16"):
+        expected = sorted(os.listdir(folder))
+    assert got["found"] == expected and len(expected) >= 3
+    assert got["start"].startswith("2023-03-07T15:01")
+    assert "C13" in got["bands"]

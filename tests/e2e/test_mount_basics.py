@@ -1,7 +1,9 @@
 """goesfs as a user meets it: ls, stat, cat, cmp, Python I/O, NetCDF readers.
 
 Each test gets a fresh mount (empty cache) through the recording proxy, so the
-proxy log shows exactly what goesfs fetched for it.
+proxy log shows exactly what goesfs fetched for it (read once the proxy is idle, see
+tests/support/proxy.py). Tests that match counts exactly use `quiet_mount`
+(--no-prefetch) where goesfs's own readahead or next-scan prefetch may add requests.
 """
 
 from __future__ import annotations
@@ -95,9 +97,10 @@ def test_directory_over_1000_entries_is_complete(mount):
     assert len(names) == len(set(names)) == len(GLM) > 1000
 
 
-def test_readers_listing_one_folder_at_once_share_its_requests(mount, proxy):
+def test_readers_listing_one_folder_at_once_share_its_requests(quiet_mount, proxy):
     """Many readers opening one hour at the same time (satpy, a parallel find) send the
     folder's listing pages once, not once per reader."""
+    mount = quiet_mount
     folder = mount.path / "noaa-goes16" / GLM_HOUR
     os.stat(folder.parent)  # the levels above, listed before the clock starts
     proxy.reset()
@@ -137,7 +140,9 @@ def test_every_object_reads_back_exactly(mount, proxy):
     for o in READ_ALL:
         assert path_of(mount, o).read_bytes() == o.data, o.key
     # Never a range past the end (moto, like S3, answers 416): sizes come from the listing.
-    assert [r for r in proxy.object_gets() if r.status >= 400] == []
+    # (The log is read once background readahead and next-scan prefetch are done.)
+    assert [(r.path, r.range, r.status) for r in proxy.object_gets()
+            if r.status is None or r.status >= 400] == []
 
 
 @pytest.mark.parametrize("obj", EDGE_SIZES, ids=lambda o: f"{o.size}B")
@@ -205,7 +210,9 @@ def test_disk_cache_survives_remount(mount, proxy):
     assert proxy.object_gets() == [], "remount with the same cache dir fetched again"
 
 
-def test_stats_agree_with_what_the_proxy_saw(mount, proxy):
+def test_stats_agree_with_what_the_proxy_saw(quiet_mount, proxy):
+    # Three objects read in a row may start a next-scan prefetch: counted exactly, quiet.
+    mount = quiet_mount
     path_of(mount, ONE_BYTE_PAST).read_bytes()
     read_at(path_of(mount, BIG), 4 * MiB + 10, 100)
     for o in NETCDF[:1]:

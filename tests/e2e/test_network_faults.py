@@ -2,8 +2,10 @@
 
 Every test reads through a real mount; faults come from the recording proxy
 (tests/support/proxy.py) in front of moto. After each read the proxy log (what
-really went over the wire) is checked against `.stats` (what goesfs says it did).
-Waits poll a condition with a deadline; the only sleeps are inside proxy faults.
+really went over the wire, read once the proxy is idle) is checked against `.stats`
+(what goesfs says it did); tests counting exactly mount with --no-prefetch (`quiet_mount`).
+Waits poll a condition with a deadline; the only sleeps are inside proxy faults. Time
+bounds leave room for a loaded machine but stay far from what the guarded bug would take.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ TRANSIENT = {
 
 
 @pytest.mark.parametrize("case", TRANSIENT)
-def test_transient_fault_is_retried_to_exact_bytes(mount, proxy, case):
+def test_transient_fault_is_retried_to_exact_bytes(quiet_mount, proxy, case):
+    mount = quiet_mount
     action, k, category = TRANSIENT[case]
     obj = FOUR_BLOCKS
     path = path_of(mount, obj)
@@ -157,7 +160,8 @@ def test_transient_fault_is_retried_to_exact_bytes(mount, proxy, case):
     (404, "NoSuchKey", errno.ENOENT, "Not found errors"),
     (403, "AccessDenied", errno.EACCES, "Auth errors"),
 ])
-def test_not_found_and_forbidden_are_not_retried(mount, proxy, status, code, expected, category):
+def test_not_found_and_forbidden_are_not_retried(quiet_mount, proxy, status, code, expected, category):
+    mount = quiet_mount
     obj = ONE_BLOCK
     path = path_of(mount, obj)
     os.stat(path)
@@ -167,7 +171,8 @@ def test_not_found_and_forbidden_are_not_retried(mount, proxy, status, code, exp
     err, took = failing_read(path)
     print(f"\n{status}: errno {errno.errorcode.get(err)} after {took:.2f}s")
     assert err == expected, f"expected {errno.errorcode[expected]}, got {errno.errorcode.get(err)}"
-    assert took < 1.0, f"took {took:.2f}s: was it retried?"
+    # Retries show in the count below; the time only has to be far from the 30 s deadline.
+    assert took < 5.0, f"took {took:.2f}s: was it retried until the deadline?"
     gets = proxy.object_gets(f"/{obj.bucket}/{obj.key}")
     assert len(gets) == 1, [(r.range, r.status) for r in gets]
     c = counts(stats(mount))
@@ -176,15 +181,16 @@ def test_not_found_and_forbidden_are_not_retried(mount, proxy, status, code, exp
 
 # --- 3. persistent failures: EIO after N attempts, ETIMEDOUT at the deadline --
 
-def test_persistent_503_gives_eio_after_exactly_the_configured_attempts(mount_factory, proxy):
-    m = mount_factory("m", "16,18", "--retries", "3")
+def test_persistent_500_gives_eio_after_exactly_the_configured_attempts(mount_factory, proxy):
+    m = mount_factory("m", "16,18", "--retries", "3", "--no-prefetch")  # counted exactly
     obj = ONE_BLOCK
     os.stat(path_of(m, obj))
     proxy.reset()
-    proxy.add_fault(obj.key, Respond(503, "SlowDown"), times=None)
+    # A 500, not a 503: 503 and 429 ask to slow down and are retried until the deadline.
+    proxy.add_fault(obj.key, Respond(500), times=None)
 
     err, took = failing_read(path_of(m, obj))
-    print(f"\npersistent 503: errno {errno.errorcode.get(err)} after {took:.2f}s")
+    print(f"\npersistent 500: errno {errno.errorcode.get(err)} after {took:.2f}s")
     assert err == errno.EIO, errno.errorcode.get(err)
     gets = proxy.object_gets(f"/{obj.bucket}/{obj.key}")
     assert len(gets) == 3, [(r.range, r.status) for r in gets]
@@ -203,16 +209,19 @@ def test_stall_fails_with_etimedout_at_the_read_timeout(mount_factory, proxy):
     err, took = failing_read(path_of(m, obj))
     print(f"\nstall with --read-timeout 4: errno {errno.errorcode.get(err)} after {took:.2f}s")
     assert err == errno.ETIMEDOUT, errno.errorcode.get(err)
-    assert 3.5 < took < 4 + 2.0, f"read failed after {took:.2f}s with --read-timeout 4"
+    # Not before the 4 s deadline; and well before the stall detector alone (10 s an attempt)
+    # or the default 30 s deadline would end it.
+    assert 3.5 < took < 9.0, f"read failed after {took:.2f}s with --read-timeout 4"
     c = counts(stats(m))
     assert c["Timeouts"] >= 1 and c["Successful"] == 0, c
 
 
 @pytest.mark.parametrize("before", [0, 5000], ids=lambda n: f"after-{n}B")
-def test_one_stalled_transfer_is_abandoned_and_resumed(mount, proxy, before):
+def test_one_stalled_transfer_is_abandoned_and_resumed(quiet_mount, proxy, before):
     # Default deadline (30 s): the stall detector (no byte for 10 s) must cut the
     # stalled GET and the retry resume from the byte reached, so one dead connection
     # costs ~10 s, not the whole read, however many bytes came before the silence.
+    mount = quiet_mount
     obj = FOUR_BLOCKS
     os.stat(path_of(mount, obj))
     proxy.reset()
@@ -223,7 +232,8 @@ def test_one_stalled_transfer_is_abandoned_and_resumed(mount, proxy, before):
     took = time.monotonic() - began
     print(f"\none stall: read complete after {took:.2f}s")
     gets = proxy.object_gets(f"/{obj.bucket}/{obj.key}")
-    assert 9 < took < 13, (took, [(r.range, r.status, r.bytes_sent, r.fault) for r in gets],
+    # At least the 10 s of silence; far less than the 30 s deadline the whole read has.
+    assert 9 < took < 20, (took, [(r.range, r.status, r.bytes_sent, r.fault) for r in gets],
                            stats(mount))
 
     [stalled] = [r for r in gets if r.fault]
@@ -304,30 +314,42 @@ def test_network_down_serves_cache_and_fails_uncached_reads_promptly(mount_facto
 
 # --- 6. bandwidth cap --------------------------------------------------------
 
-def test_max_bandwidth_is_respected_within_20_percent(mount_factory, proxy):
-    # The limiter alone: no next-scan prefetch adding bytes the clock does not cover.
-    m = mount_factory("m", "19", "--max-bandwidth", "2M", "--no-prefetch")
+def timed_read(mount, proxy, objs) -> tuple[int, float]:
+    """(bytes goesfs fetched, seconds) for reading `objs` whole, listings done beforehand."""
+    for o in objs:
+        os.stat(path_of(mount, o))  # listings before the clock starts
+    proxy.reset()
+    began = time.monotonic()
+    for o in objs:
+        assert read_whole(path_of(mount, o)) == o.data, o.key
+    took = time.monotonic() - began
+    return sum(r.bytes_sent for r in proxy.object_gets()), took
+
+
+def test_max_bandwidth_limits_the_rate(mount_factory, proxy):
     objs, total = [], 0
     for o in RADF:  # about 8 MiB of whole objects
         if total >= 8 * MiB:
             break
         objs.append(o)
         total += o.size
-    for o in objs:
-        os.stat(path_of(m, o))  # listings before the clock starts
-    proxy.reset()
-
-    began = time.monotonic()
-    for o in objs:
-        assert read_whole(path_of(m, o)) == o.data, o.key
-    took = time.monotonic() - began
-    sent = sum(r.bytes_sent for r in proxy.object_gets())
+    # The same reads without a cap, now, on this machine: what "not limited" looks like.
+    free_sent, free_took = timed_read(mount_factory("free", "19", "--no-prefetch"), proxy, objs)
+    unlimited = free_sent / free_took
+    # The limiter alone: no next-scan prefetch adding bytes the clock does not cover.
+    m = mount_factory("m", "19", "--max-bandwidth", "2M", "--no-prefetch")
+    sent, took = timed_read(m, proxy, objs)
     rate = sent / took
     limit = 2 * MiB
     print(f"\n--max-bandwidth 2M: {sent} B in {took:.2f}s = {rate / MiB:.2f} MiB/s "
-          f"({rate / limit:.0%} of the limit)")
+          f"({rate / limit:.0%} of the limit); without it {unlimited / MiB:.1f} MiB/s")
     assert sent >= total
-    assert 0.8 * limit <= rate <= 1.2 * limit, f"{rate / MiB:.2f} MiB/s against a 2 MiB/s cap"
+    # Load only slows reads down, so the cap may not be exceeded by more than a burst's
+    # worth, and this is only a test of the cap if unlimited reads are clearly faster.
+    assert unlimited > 2 * limit, f"uncapped reads ran at {unlimited / MiB:.2f} MiB/s: too slow to see a cap"
+    assert rate <= 1.3 * limit, f"{rate / MiB:.2f} MiB/s against a 2 MiB/s cap"
+    # A cap, not a choke (bits for bytes would give an eighth of it).
+    assert rate >= 0.5 * limit, f"{rate / MiB:.2f} MiB/s against a 2 MiB/s cap"
 
 
 # --- 7. 5 % of GETs failing --------------------------------------------------

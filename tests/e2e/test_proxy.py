@@ -148,7 +148,9 @@ def test_throttle_paces_the_body(proxy, conn):
     began = time.monotonic()
     _, body = get(conn)
     took = time.monotonic() - began
-    assert body == OBJ.data and 0.45 < took < 1.0, took  # 1 MiB at 2 MiB/s
+    # 1 MiB at 2 MiB/s: never faster than 0.5 s (unthrottled it takes milliseconds);
+    # the upper bound leaves room for a loaded machine.
+    assert body == OBJ.data and 0.45 < took < 3.0, took
 
 
 def test_every_nth_matching_request(proxy, conn):

@@ -5,6 +5,11 @@ path, query, Range, status, body bytes sent) so tests can assert exactly which
 ranges were fetched, and faults can be armed per request (error status, a body
 cut short, a delay) to exercise retries and error reporting.
 
+Every accessor of the log first waits until the proxy is idle (`wait_idle`): nothing in
+flight and nothing started or finished for a quiet period, so background readahead or
+prefetch of goesfs cannot be caught half-way (a record without its status). Pass
+`wait=False` only to watch requests while they run.
+
 Stdlib only. Keep-alive towards goesfs (HTTP/1.1, Content-Length always set);
 towards moto one connection per request, since moto closes after every response.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import select
 import socket
 import struct
 import threading
@@ -23,6 +29,8 @@ from typing import Callable, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 CHUNK = 64 * 1024
+QUIET = 0.5  # seconds without any request starting or ending that count as idle
+IDLE_TIMEOUT = 60.0  # how long wait_idle waits for that before failing the test
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
               "te", "trailers", "transfer-encoding", "upgrade", "host"}
 S3_ERROR_CODES = {400: "BadRequest", 403: "AccessDenied", 404: "NoSuchKey",
@@ -89,7 +97,8 @@ class Reset:
 @dataclass(frozen=True)
 class Stall:
     """Send the headers and `nbytes` of body, then hang until `Proxy.release_stalls()`
-    (or `clear_faults()`) or `seconds` pass, then close: a dead-but-open connection."""
+    (or `clear_faults()`), `seconds` pass or the client hangs up, then close: a
+    dead-but-open connection."""
     nbytes: int = 0
     seconds: float = 60.0
 
@@ -125,6 +134,9 @@ class Proxy:
         parts = urlsplit(upstream)
         self.upstream_host, self.upstream_port = parts.hostname, parts.port or 80
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when a request starts or ends
+        self._in_flight = 0  # requests being handled (including ones reset() dropped from the log)
+        self._last_activity = time.monotonic()  # when one last started or ended
         self._records: list[Record] = []
         self._faults: list[Fault] = []
         self._server: ThreadingHTTPServer | None = None
@@ -190,17 +202,46 @@ class Proxy:
 
     # -- log --
 
-    def records(self) -> list[Record]:
-        with self._lock:
+    def wait_idle(self, quiet: float = QUIET, timeout: float = IDLE_TIMEOUT) -> None:
+        """Block until no request is in flight and none started or ended for `quiet`
+        seconds (by the proxy's own clock), or fail after `timeout` seconds."""
+        with self._idle:
+            self._wait_idle_locked(quiet, timeout)
+
+    def _wait_idle_locked(self, quiet: float, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            quiet_left = self._last_activity + quiet - now
+            if self._in_flight == 0 and quiet_left <= 0:
+                return
+            if now >= deadline:
+                running = [(r.method, r.path, r.range, r.fault) for r in self._records if not r.done]
+                raise AssertionError(f"proxy not idle after {timeout}s: {self._in_flight} request(s) "
+                                     f"in flight {running}")
+            # Woken when a request starts or ends, else when the quiet period would be over.
+            left = deadline - now
+            self._idle.wait(min(left, quiet_left) if self._in_flight == 0 else left)
+
+    def records(self, wait: bool = True) -> list[Record]:
+        """A copy of the log. With `wait` (the default) taken once the proxy is idle, in
+        the same step, so every record is complete (`done`, its status final)."""
+        with self._idle:
+            if wait:
+                self._wait_idle_locked(QUIET, IDLE_TIMEOUT)
             return [dataclasses.replace(r) for r in self._records]
 
-    def object_gets(self, path: str | None = None) -> list[Record]:
+    def object_gets(self, path: str | None = None, wait: bool = True) -> list[Record]:
         """GETs of object data (not listings), optionally only for "/bucket/key"."""
-        return [r for r in self.records() if r.method == "GET" and not r.is_listing
+        return [r for r in self.records(wait) if r.method == "GET" and not r.is_listing
                 and (path is None or r.path == path)]
 
-    def reset(self) -> None:
-        with self._lock:
+    def reset(self, wait: bool = True) -> None:
+        """Empty the log. With `wait` (the default) once the proxy is idle, so nothing
+        still running from before can start a request that lands in the new log."""
+        with self._idle:
+            if wait:
+                self._wait_idle_locked(QUIET, IDLE_TIMEOUT)
             self._records.clear()
 
     # -- faults --
@@ -225,6 +266,20 @@ class Proxy:
         """Let every stalled response finish (it closes its connection)."""
         old, self._release = self._release, threading.Event()
         old.set()
+
+    def _started(self) -> None:
+        with self._idle:
+            self._in_flight += 1
+            self._last_activity = time.monotonic()
+            self._idle.notify_all()
+
+    def _ended(self, record: Record | None) -> None:
+        with self._idle:
+            if record is not None:
+                record.done = True
+            self._in_flight -= 1
+            self._last_activity = time.monotonic()
+            self._idle.notify_all()
 
     def _begin(self, request: Request) -> tuple[Record, Action | None]:
         """Log the request and consume the first armed fault that matches it."""
@@ -270,7 +325,13 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # already reset or cut
 
     def do_GET(self) -> None:
-        self._forward()
+        # In flight from here until the handler is finished with it, however it ends.
+        self.proxy._started()
+        self._record: Record | None = None
+        try:
+            self._forward()
+        finally:
+            self.proxy._ended(self._record)
 
     do_HEAD = do_PUT = do_POST = do_DELETE = do_GET
 
@@ -279,6 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
         request = Request(self.command, unquote(url.path), url.query, self.headers.get("Range"))
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         record, action = self.proxy._begin(request)
+        self._record = record
 
         if isinstance(action, Delay):
             time.sleep(action.seconds)
@@ -361,7 +423,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if isinstance(action, Stall) and sent < int(length):
             self.wfile.flush()
-            self.proxy._release.wait(action.seconds)  # hang with the connection open
+            self._hang(action.seconds)  # with the connection open
             self._drop_connection()
         elif isinstance(action, Reset) and sent < int(length):
             self._reset()
@@ -382,6 +444,20 @@ class _Handler(BaseHTTPRequestHandler):
         if sends_body:
             self.wfile.write(body)
         self.proxy._update(record, done=True)
+
+    def _hang(self, seconds: float) -> None:
+        """Until the stalls are released, `seconds` pass or the client hangs up (a client
+        that gave up on the stall closes its end: the request is over for it, and for us)."""
+        release, deadline = self.proxy._release, time.monotonic() + seconds
+        while not release.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                return
+            try:
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                    return  # EOF: the client closed the connection
+            except (OSError, ValueError):
+                return  # reset or already closed
 
     def _drop_connection(self) -> None:
         self.close_connection = True

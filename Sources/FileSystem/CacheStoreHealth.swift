@@ -1,0 +1,86 @@
+import BlockCache
+import Foundation
+import Locking
+import Logging
+
+/// Whether the cache can take new blocks right now. When writing fails (the cache disk is full,
+/// or failing), reads go on from the network and the bytes are served from memory; storing is
+/// tried again after a pause, so caching resumes by itself once space returns.
+final class CacheStoreHealth: Sendable {
+    static let pauseNanoseconds: UInt64 = 10_000_000_000
+    private struct State { var pausedUntil: UInt64 = 0; var failing = false }
+    private let state = Locked(State())
+    private let statistics: Statistics
+    private let logger: Logger
+
+    init(statistics: Statistics, logger: Logger) {
+        self.statistics = statistics
+        self.logger = logger
+    }
+
+    /// False while storing is paused after a failure.
+    var mayStore: Bool {
+        let now = DispatchTime.now().uptimeNanoseconds
+        return state.withLock { now >= $0.pausedUntil }
+    }
+
+    func storeFailed(_ error: any Error, what: String) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let first = state.withLock { s -> Bool in
+            defer { s.failing = true; s.pausedUntil = now + CacheStoreHealth.pauseNanoseconds }
+            return !s.failing
+        }
+        guard first else { return }
+        let cause = CacheStoreHealth.isDiskFull(error) ? "the cache disk is full" : "the cache cannot be written"
+        let text = "\(cause) (\(error)) while storing \(what): reads go on from the network, nothing is stored until it can be"
+        logger.error("\(text)")
+        statistics.noteEvent(text)
+    }
+
+    func storeSucceeded() {
+        let recovered = state.withLock { s -> Bool in
+            defer { s.failing = false }
+            return s.failing
+        }
+        guard recovered else { return }
+        logger.notice("the cache can be written again: caching resumed")
+        statistics.noteEvent("caching resumed")
+    }
+
+    static func isDiskFull(_ error: any Error) -> Bool {
+        if let posix = error as? POSIXError { return posix.code == .ENOSPC || posix.code == .EDQUOT }
+        if let sqlite = error as? SQLiteError { return sqlite.code == 13 /* SQLITE_FULL */ }
+        return false
+    }
+}
+
+/// Warnings that can repeat in a tight loop (eviction that finds everything in use) are logged once
+/// per interval, with the count of those held back.
+public final class RateLimitedWarnings: Sendable {
+    private struct Seen { var lastLogged: UInt64; var suppressed: Int }
+    private let seen = Locked<[String: Seen]>([:])
+    private let intervalNanoseconds: UInt64
+    private let logger: Logger
+
+    public init(logger: Logger, intervalSeconds: Double = 60) {
+        self.logger = logger
+        intervalNanoseconds = UInt64(intervalSeconds * 1e9)
+    }
+
+    public func warning(_ text: String, key: String? = nil) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let id = key ?? text
+        let held: Int? = seen.withLock { table in
+            if var entry = table[id], now - entry.lastLogged < intervalNanoseconds {
+                entry.suppressed += 1
+                table[id] = entry
+                return nil
+            }
+            let suppressed = table[id]?.suppressed ?? 0
+            table[id] = Seen(lastLogged: now, suppressed: 0)
+            return suppressed
+        }
+        guard let held else { return }
+        logger.warning("\(text)\(held > 0 ? " (\(held) more like this since the last one)" : "")")
+    }
+}
