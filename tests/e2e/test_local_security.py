@@ -174,6 +174,38 @@ def test_planted_objects_folder_link_is_never_followed(mount_factory, proxy, tmp
     assert list(elsewhere.iterdir()) == [], "a data file was created through the link"
 
 
+# --- 2. data files named by SHA-256; older caches upgraded ----------------------------
+
+def fnv_data_file(cache_dir: Path, bucket: str, key: str) -> Path:
+    """Where schema 2 kept an object: FNV-1a 64 of bucket NUL key."""
+    h = 0xCBF29CE484222325
+    for byte in bucket.encode() + b"\0" + key.encode():
+        h = ((h ^ byte) * 0x100000001B3) % 2**64
+    name = format(h, "016x")
+    return cache_dir / "objects" / name[:2] / f"{name}.data"
+
+
+def test_schema_2_cache_is_upgraded_and_its_blocks_fetched_again(mount_factory, proxy):
+    import sqlite3
+    m = mount_factory()
+    path = m.path / SMALL.bucket / SMALL.key
+    want = path.read_bytes()
+    m.unmount()
+    # Make it look like a schema-2 cache: the object's file under its FNV-1a name, version 2.
+    old = fnv_data_file(m.cache_dir, SMALL.bucket, SMALL.key)
+    old.parent.mkdir(parents=True, exist_ok=True)
+    data_file(m.cache_dir, SMALL.bucket, SMALL.key).rename(old)
+    with sqlite3.connect(m.cache_dir / "index.sqlite") as conn:
+        conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    proxy.reset()
+    m.mount()
+    assert "upgraded the cache index from schema 2 to 3" in m.log_file.read_text(), m.log_tail()
+    assert path.read_bytes() == want
+    assert proxy.object_gets(f"/{SMALL.bucket}/{SMALL.key}"), "a block of the old naming was served"
+    assert not old.exists(), "the old data file was left behind"
+
+
 # --- 4. numbers on the command line and in the config file --------------------
 
 BAD_NUMBERS = [
@@ -255,6 +287,13 @@ def full_disk(tmpfs):
     subprocess.run(["dd", "if=/dev/zero", f"of={path / 'fill'}", "bs=64k"], capture_output=True)
     assert os.statvfs(path).f_bavail == 0
     return path
+
+
+def test_stats_watch_onto_a_full_disk_does_not_trap(full_disk, mount):
+    with open(full_disk / "frames", "w") as out:
+        done = subprocess.run([mount.binary, "stats", str(mount.path), "--watch", "--count", "2", "--interval", "0.1"],
+                              stdout=out, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr}"
 
 
 def test_default_cache_cap_never_exceeds_the_free_space(tmpfs, bare):  # tmpfs first: unmounted last
