@@ -151,6 +151,13 @@ public final class CacheDirectory: Sendable {
     /// The object's data file, created (0600) if missing. A link, a hard-linked file or anything
     /// else found in its place is removed, never followed or written through.
     public func openDataFile(bucket: String, key: String) throws(Failure) -> DataFile {
+        let fd = try openDataFileDescriptor(bucket: bucket, key: key)
+        return DataFile(descriptor: fd, path: path + "/" + CacheDirectory.relativePath(bucket: bucket, key: key)) { [self] () throws(Failure) in
+            try openDataFileDescriptor(bucket: bucket, key: key)
+        }
+    }
+
+    private func openDataFileDescriptor(bucket: String, key: String) throws(Failure) -> Int32 {
         let name = CacheDirectory.dataFileName(bucket: bucket, key: key)
         let objects = try subfolder(descriptor, CacheDirectory.objectsName)
         defer { close(objects) }
@@ -167,7 +174,7 @@ public final class CacheDirectory: Sendable {
         guard fd >= 0 else {
             throw Failure("cannot open the cache file \(path)/\(relative): \(CacheDirectory.reason(errno))", code: errno)
         }
-        return DataFile(descriptor: fd, path: path + "/" + relative)
+        return fd
     }
 
     /// The object's data file if it exists as a plain file (for `cache verify`); never creates one.
@@ -178,7 +185,9 @@ public final class CacheDirectory: Sendable {
         let fd = openat(folder, name.file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         guard CacheDirectory.isPlainFile(fd) else { close(fd); return nil }
-        return DataFile(descriptor: fd, path: path + "/" + CacheDirectory.relativePath(bucket: bucket, key: key))
+        // Offline and read-only: one descriptor, never closed early (so no reopening needed).
+        return DataFile(descriptor: fd, path: path + "/" + CacheDirectory.relativePath(bucket: bucket, key: key),
+                        pool: DataFileDescriptors(limit: Int.max)) { throw Failure("unexpected reopen") }
     }
 
     /// Deletes an object's data file (eviction).

@@ -94,9 +94,9 @@ final class OpenObject: Sendable {
             if let error { return reply(.failure(error)) }
             // All blocks on disk and the file long enough: let the kernel take the bytes from it.
             let onDisk = state.withLock { s in wanted.allSatisfy { if case .present = s.table[$0] { true } else { false } } }
-            if onDisk, let dataFile, dataFile.length >= end {
+            if onDisk, let dataFile, dataFile.length >= end, let lease = try? dataFile.lease() {
                 context.statistics.recordRead(bytes: end - offset, fromCache: !downloaded)
-                return reply(.success(.fileRange(descriptor: dataFile.descriptor, offset: offset, length: end - offset, owner: self)))
+                return reply(.success(.fileRange(descriptor: lease.descriptor, offset: offset, length: end - offset, owner: lease)))
             }
             switch assemble(offset: offset, end: end, wanted: wanted) {
             case .success(let bytes):
