@@ -25,7 +25,16 @@ install -D -m 0755 "$REPO_ROOT/mount-scripts/mount.goesfs" "$sbin/mount.goesfs"
 sed "s#/usr/local/bin/goesfs#$prefix/bin/goesfs#" "$REPO_ROOT/mount-scripts/goesfs@.service" > "$REPO_ROOT/.build/goesfs@.service"
 install -D -m 0644 "$REPO_ROOT/.build/goesfs@.service" "$units/goesfs@.service"
 if [[ $prefix == /usr/local ]]; then
+    # The service's user (goesfs@.service runs as it): no login shell, no home of its own.
+    id goesfs >/dev/null 2>&1 ||
+        useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin goesfs
     install -d /etc/goesfs /var/cache/goesfs
+    install -d -o goesfs -g goesfs -m 0750 /var/log/goesfs
+    # A user's mount may use -o allow_other (the unit's, so everyone can read it) only with this line.
+    if ! grep -qx '[[:space:]]*user_allow_other[[:space:]]*' /etc/fuse.conf 2>/dev/null; then
+        echo user_allow_other >> /etc/fuse.conf
+        echo "enabled user_allow_other in /etc/fuse.conf (goesfs@.service mounts as user goesfs with -o allow_other)"
+    fi
     [[ -f /etc/goesfs/goesfs.toml ]] || printf '# goesfs mount settings; keys mirror `goesfs mount --help`\n# cache_size = "50G"\n' > /etc/goesfs/goesfs.toml
     command -v systemctl >/dev/null && systemctl daemon-reload 2>/dev/null || true
 fi

@@ -242,8 +242,10 @@ public final class CacheIndex: Sendable {
     public func leastRecentlyUsed(limit: Int) throws(SQLiteError) -> [(id: Int64, bucket: String, key: String, bytes: Int)] {
         let sql = "SELECT o.id, o.bucket, o.key, SUM(b.length) FROM objects o JOIN blocks b ON b.object_id = o.id "
             + "GROUP BY o.id ORDER BY o.last_access ASC LIMIT ?"
-        return try run { db throws(SQLiteError) in try db.query(sql, [.integer(Int64(limit))]) }.map { row in
-            (row[0].int!, row[1].string!, row[2].string!, Int(row[3].int!))
+        return try run { db throws(SQLiteError) in try db.query(sql, [.integer(Int64(limit))]) }.compactMap { row in
+            // An edited index may hold anything: such a row is still evicted, never trapped on.
+            guard let id = row[0].int else { return nil }
+            return (id, row[1].string ?? "", row[2].string ?? "", Int(row[3].int ?? 0))
         }
     }
 

@@ -5,9 +5,15 @@ import Foundation
 /// a key whose flag is already there is skipped.
 enum ConfigFile {
     static func expand(_ arguments: [String]) throws -> [String] {
-        guard let at = arguments.firstIndex(of: "--config"), at + 1 < arguments.count,
+        guard let at = arguments.firstIndex(where: { $0 == "--config" || $0.hasPrefix("--config=") }),
               let mount = arguments.firstIndex(of: "mount"), mount < at else { return arguments }
-        let path = arguments[at + 1]
+        let path: String
+        if arguments[at] == "--config" {
+            guard at + 1 < arguments.count else { return arguments }
+            path = arguments[at + 1]
+        } else {
+            path = String(arguments[at].dropFirst("--config=".count))
+        }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw CLIError("cannot read the config file \(path)")
         }

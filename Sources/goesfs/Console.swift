@@ -1,13 +1,18 @@
 import Foundation
 
-/// Writes to stderr with write(2), ignoring errors: `FileHandle.write` traps when the write fails
+/// Writes to stderr (or stdout) with write(2), ignoring errors: `FileHandle.write` traps when the write fails
 /// (a full disk under the log file, a closed pipe), and a failing report must not become a crash.
 enum Console {
-    static func error(_ text: String) {
+    static func error(_ text: String) { put(text, to: STDERR_FILENO) }
+
+    /// Stdout, for output drawn without `print` (the live view): a closed pipe ends it quietly.
+    static func output(_ text: String) { put(text, to: STDOUT_FILENO) }
+
+    private static func put(_ text: String, to descriptor: Int32) {
         let bytes = Array(text.utf8)
         var done = 0
         while done < bytes.count {
-            let n = bytes[done...].withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+            let n = bytes[done...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { return }
             done += n

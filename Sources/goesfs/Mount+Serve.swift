@@ -20,7 +20,7 @@ extension Mount {
             return handler
         }
         let logger = Logger(label: "goesfs")
-        logger.info("\(DescriptorLimit.raiseToHardLimit())")
+        let descriptors = DescriptorLimit.raiseToHardLimit() // logged once the cache is open: a refusal stays one line
         let pool = SourcePool(sources: sourceURLs.isEmpty ? Source.publicDefaults : sourceURLs.map(Source.endpoint),
                               coolDown: sourceCooldown)
         let statistics = Statistics(sources: pool)
@@ -41,6 +41,7 @@ extension Mount {
         defer { withExtendedLifetime(lock) {} }
         if let note = index.upgradeNote { logger.notice("\(note)") }
         let limit = cacheLimit(cacheDirectory: cacheDirectory, cachedBytes: (try? index.cachedBytes()) ?? 0)
+        logger.info("\(descriptors)")
         logger.info("\(limit.reason)")
         var configuration = MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory,
                                                cacheLimit: limit.bytes)

@@ -41,7 +41,7 @@ struct Stats: ParsableCommand {
             // On a terminal: home, then each line cleared to its end, then the rest of the screen (no flicker).
             let frame = terminal ? "\u{1B}[H" + lines.map { $0 + "\u{1B}[K" }.joined(separator: "\n") + "\n\u{1B}[J"
                                  : lines.joined(separator: "\n") + "\n\n"
-            FileHandle.standardOutput.write(Data(frame.utf8))
+            Console.output(frame)
             drawn += 1
             if count.map({ drawn >= $0 }) ?? false { break }
             Thread.sleep(forTimeInterval: interval)

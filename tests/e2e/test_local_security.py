@@ -174,6 +174,38 @@ def test_planted_objects_folder_link_is_never_followed(mount_factory, proxy, tmp
     assert list(elsewhere.iterdir()) == [], "a data file was created through the link"
 
 
+# --- 2. data files named by SHA-256; older caches upgraded ----------------------------
+
+def fnv_data_file(cache_dir: Path, bucket: str, key: str) -> Path:
+    """Where schema 2 kept an object: FNV-1a 64 of bucket NUL key."""
+    h = 0xCBF29CE484222325
+    for byte in bucket.encode() + b"\0" + key.encode():
+        h = ((h ^ byte) * 0x100000001B3) % 2**64
+    name = format(h, "016x")
+    return cache_dir / "objects" / name[:2] / f"{name}.data"
+
+
+def test_schema_2_cache_is_upgraded_and_its_blocks_fetched_again(mount_factory, proxy):
+    import sqlite3
+    m = mount_factory()
+    path = m.path / SMALL.bucket / SMALL.key
+    want = path.read_bytes()
+    m.unmount()
+    # Make it look like a schema-2 cache: the object's file under its FNV-1a name, version 2.
+    old = fnv_data_file(m.cache_dir, SMALL.bucket, SMALL.key)
+    old.parent.mkdir(parents=True, exist_ok=True)
+    data_file(m.cache_dir, SMALL.bucket, SMALL.key).rename(old)
+    with sqlite3.connect(m.cache_dir / "index.sqlite") as conn:
+        conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    proxy.reset()
+    m.mount()
+    assert "upgraded the cache index from schema 2 to 3" in m.log_file.read_text(), m.log_tail()
+    assert path.read_bytes() == want
+    assert proxy.object_gets(f"/{SMALL.bucket}/{SMALL.key}"), "a block of the old naming was served"
+    assert not old.exists(), "the old data file was left behind"
+
+
 # --- 4. numbers on the command line and in the config file --------------------
 
 BAD_NUMBERS = [
@@ -255,6 +287,13 @@ def full_disk(tmpfs):
     subprocess.run(["dd", "if=/dev/zero", f"of={path / 'fill'}", "bs=64k"], capture_output=True)
     assert os.statvfs(path).f_bavail == 0
     return path
+
+
+def test_stats_watch_onto_a_full_disk_does_not_trap(full_disk, mount):
+    with open(full_disk / "frames", "w") as out:
+        done = subprocess.run([mount.binary, "stats", str(mount.path), "--watch", "--count", "2", "--interval", "0.1"],
+                              stdout=out, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr}"
 
 
 def test_default_cache_cap_never_exceeds_the_free_space(tmpfs, bare):  # tmpfs first: unmounted last
@@ -356,3 +395,78 @@ def test_credentials_in_source_urls_are_redacted_everywhere(mount_factory, proxy
     assert "s3cr3t" not in diagnose.stdout + diagnose.stderr and "***@127.0.0.1:9" in diagnose.stdout, diagnose.stdout
     refused = error_line(run(goesfs_bin, "mount", str(m.path), "--source", "ftp://reader:s3cr3t-pw@host/x"))
     assert "s3cr3t" not in refused and "ftp://***@host/x" in refused, refused
+
+
+# --- 8. the systemd unit -------------------------------------------------------------
+
+UNIT = Path(__file__).resolve().parents[2] / "mount-scripts" / "goesfs@.service"
+
+
+def unit_settings() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#") and not line.startswith("["):
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_unit_is_hardened_without_a_mount_namespace():
+    s = unit_settings()
+    assert s["User"] == ["goesfs"] and s["LimitNOFILE"] == ["1048576"]
+    assert s["CapabilityBoundingSet"] == ["CAP_SYS_ADMIN"] and s["AmbientCapabilities"] == [""]
+    assert s["DeviceAllow"] == ["/dev/fuse rw"] and s["DevicePolicy"] == ["closed"]
+    assert "AF_UNIX" in s["RestrictAddressFamilies"][0]
+    # Each of these gives the service its own mount namespace: the mount would not reach the host.
+    for hidden in ("ProtectSystem", "ProtectHome", "PrivateTmp", "ReadWritePaths", "PrivateDevices",
+                   "ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups", "ProtectProc",
+                   "MountFlags", "TemporaryFileSystem", "BindPaths"):
+        assert hidden not in s, f"{hidden}= would keep the FUSE mount inside the service's namespace"
+
+
+def test_unit_passes_systemd_analyze(tmp_path, goesfs_bin):
+    analyze = "/usr/bin/systemd-analyze"
+    if not os.path.exists(analyze):
+        pytest.skip("systemd-analyze not installed")
+    unit = tmp_path / "goesfs@.service"
+    unit.write_text(UNIT.read_text().replace("/usr/local/bin/goesfs", goesfs_bin))
+    instance = str(tmp_path / "goesfs@mnt-goes.service")
+    verify = subprocess.run([analyze, "verify", instance], capture_output=True, text=True)
+    assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
+    security = subprocess.run([analyze, "security", "--offline=yes", instance], capture_output=True, text=True)
+    level = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout).group(1))
+    assert level <= 6.0, security.stdout[-2000:]
+
+
+def test_root_mode_needs_only_cap_sys_admin_and_allows_no_new_privileges(bare):
+    """README's root variant: NoNewPrivileges=yes, CapabilityBoundingSet=CAP_SYS_ADMIN, allow_other."""
+    m = bare()
+    m.path.mkdir(parents=True)
+    done = run("setpriv", "--no-new-privs", "--bounding-set=-all,+sys_admin", "--inh-caps=-all", m.binary, "mount",
+               str(m.path), "--endpoint", m.endpoint, "--cache-dir", str(m.cache_dir), "--log-file", str(m.log_file),
+               "-o", "allow_other")
+    assert done.returncode == 0, done.stderr + m.log_tail()
+    m.pid = int(re.search(r"\(pid (\d+)", done.stdout).group(1))
+    status = Path(f"/proc/{m.pid}/status").read_text()
+    assert re.search(r"NoNewPrivs:\s+1", status) and re.search(r"CapBnd:\s+0000000000200000", status), status
+    assert len((m.path / SMALL.bucket / SMALL.key).read_bytes()) == SMALL.size
+
+
+def test_dedicated_user_mode_mounts_through_fusermount3(tmp_path, goesfs_bin, proxy):
+    """The unit's mode: an unprivileged user, CAP_SYS_ADMIN left in the bounding set for fusermount3."""
+    if os.stat("/dev/fuse").st_mode & 0o006 != 0o006:
+        pytest.skip("/dev/fuse is not usable by other users on this machine (it is 0666 on a standard system)")
+    nobody = 65534
+    mnt, cache = tmp_path / "user-mnt", tmp_path / "user-cache"
+    for d in (mnt, cache):
+        d.mkdir(mode=0o700)
+        os.chown(d, nobody, nobody)
+    os.chmod(tmp_path, 0o755)
+    done = run("setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups", "--bounding-set=-all,+sys_admin",
+               goesfs_bin, "mount", str(mnt), "--endpoint", proxy.url, "--cache-dir", str(cache),
+               "--log-file", str(cache / "log"), cwd="/")
+    try:
+        assert done.returncode == 0, done.stderr
+        assert f"user_id={nobody}" in next(line for line in open("/proc/mounts") if f" {mnt} " in line)
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
