@@ -6,7 +6,9 @@ public struct ObjectKey: Hashable, Sendable, CustomStringConvertible {
 
     /// The last path component, the file name.
     public var fileName: Substring {
-        rawValue.split(separator: "/", omittingEmptySubsequences: false).last ?? Substring(rawValue)
+        // By bytes: a "/" followed by a combining mark is one Character, and must still split.
+        guard let slash = rawValue.utf8.lastIndex(of: UInt8(ascii: "/")) else { return Substring(rawValue) }
+        return Substring(rawValue.utf8[rawValue.utf8.index(after: slash)...])
     }
 
     /// The parsed GOES name, when the file name is one.
