@@ -7,7 +7,7 @@ import ObjectStore
 
 /// What the read path needs from the rest of the filesystem.
 struct ReadContext: Sendable {
-    let client: S3Client
+    let client: any ObjectSource
     let index: CacheIndex
     let pool: DownloadPool
     let statistics: Statistics
@@ -87,7 +87,7 @@ public final class GOESFileSystem: Sendable {
         case snapshot([UInt8])
     }
 
-    public init(configuration: MountConfiguration, client: S3Client, index: CacheIndex,
+    public init(configuration: MountConfiguration, client: any ObjectSource, index: CacheIndex,
                 statistics: Statistics, logger: Logger) {
         self.statistics = statistics
         let registry = OpenObjects()
@@ -95,7 +95,7 @@ public final class GOESFileSystem: Sendable {
         let verified = VerifiedBlocks()
         let budget = CacheBudget(limit: configuration.cacheLimit, index: index, openObjects: registry, verified: verified,
                                  cacheDirectory: configuration.cacheDirectory, statistics: statistics, logger: logger)
-        let diagnostics = DiagnosticsRunner(sources: client.sources.sources, bucket: configuration.buckets.first ?? "noaa-goes16",
+        let diagnostics = DiagnosticsRunner(sources: client.diagnosticSources, bucket: configuration.buckets.first ?? "noaa-goes16",
                                             extra: configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
         let listings = ListingCache(client: client, index: index, logger: logger)
