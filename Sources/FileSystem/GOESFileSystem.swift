@@ -19,7 +19,6 @@ struct ReadContext: Sendable {
     let listings: ListingCache
     let changes: ChangeNotifier
     let logger: Logger
-    let cacheDirectory: String
 }
 
 /// Passes "this object changed" from the read path to whoever shows files to the kernel.
@@ -94,7 +93,7 @@ public final class GOESFileSystem: Sendable {
         openObjects = registry
         let verified = VerifiedBlocks()
         let budget = CacheBudget(limit: configuration.cacheLimit, index: index, openObjects: registry, verified: verified,
-                                 cacheDirectory: configuration.cacheDirectory, statistics: statistics, logger: logger)
+                                 statistics: statistics, logger: logger)
         let diagnostics = DiagnosticsRunner(sources: client.diagnosticSources, bucket: configuration.buckets.first ?? "noaa-goes16",
                                             extra: configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
@@ -103,8 +102,7 @@ public final class GOESFileSystem: Sendable {
                                       statistics: statistics, budget: budget, diagnostics: diagnostics,
                                       openObjects: registry, verified: verified,
                                       storeHealth: CacheStoreHealth(statistics: statistics, logger: logger),
-                                      listings: listings, changes: changes, logger: logger,
-                                      cacheDirectory: configuration.cacheDirectory)
+                                      listings: listings, changes: changes, logger: logger)
         context = readContext
         prefetch = configuration.prefetch
         // A prefetched scan is held open (so it cannot be evicted) until all its blocks are in.
