@@ -62,6 +62,11 @@ final class OpenObjects: Sendable {
         update(object) { $0.downloads -= 1 }
     }
 
+    /// The objects in use now, with their open handles (a scan prefetch holds one too).
+    func inUse() -> [(object: OpenObject, handles: Int)] {
+        table.withLock { $0.values.map { ($0.object, $0.handles) } }
+    }
+
     /// Runs `body` with the ids of objects in use while none can be opened, closed or written.
     func whileFrozen<T>(_ body: (Set<String>) throws -> T) rethrows -> T {
         try table.withLock { try body(Set($0.keys)) }

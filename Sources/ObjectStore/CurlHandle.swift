@@ -204,6 +204,9 @@ struct TransferOutcome {
     /// Requests sent beyond the first (libcurl's silent resends), each a failed attempt of its own.
     var silentResends: Int
     var phases = PhaseTimings()
+
+    /// Seconds to the first response byte; nil when no response came.
+    var firstByteSeconds: Double? { status > 0 && phases.firstByte > 0 ? phases.firstByte : nil }
 }
 
 /// Where the time of one request went, cumulative from its start (libcurl's timing info).

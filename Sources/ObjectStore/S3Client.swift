@@ -67,6 +67,7 @@ public final class S3Client: Sendable {
                     $0.get(HTTPRequest(url: url, bodyLimit: ListingLimits.maxPageBytes), timeouts: timeouts)
                 }
                 reportSilentResends(outcome, kind: .listing, key: prefix, attempt: attempt)
+                observer.requestFinished(kind: .listing, firstByteSeconds: outcome.firstByteSeconds, seconds: outcome.seconds)
                 try S3Client.check(outcome)
                 if outcome.bodyTooLarge {
                     throw FetchError(category: .server, message: "a listing page of \(label) is over \(ListingLimits.maxPageBytes >> 20) MiB: refused")
@@ -78,6 +79,7 @@ public final class S3Client: Sendable {
                 if page.isTruncated && page.continuationToken == nil {
                     throw FetchError(category: .server, message: "a listing page of \(label) says more follow but gives no continuation token")
                 }
+                observer.listingPageReceived(prefix: prefix)
                 return page
             }
             listing.commonPrefixes += page.listing.commonPrefixes
@@ -111,6 +113,7 @@ public final class S3Client: Sendable {
                                       ifMatch: etag.isEmpty ? nil : etag, expectedTotal: objectSize)
             let outcome = handles.withHandle { $0.get(request, timeouts: timeouts, progress: progress) }
             reportSilentResends(outcome, kind: .data, key: key, attempt: attempt)
+            observer.requestFinished(kind: .data, firstByteSeconds: outcome.firstByteSeconds, seconds: outcome.seconds)
             if (200..<300).contains(outcome.status), !etag.isEmpty, let sent = outcome.etag, ETag.normalized(sent) != ETag.normalized(etag) {
                 throw FetchError(category: .changed, message: "the object changed at the source: ETag \(ListingRules.printable(sent)), listed \(ListingRules.printable(etag))")
             }
@@ -169,13 +172,9 @@ public final class S3Client: Sendable {
     }
 
     /// libcurl resends a request by itself when a reused connection turns out dead before any
-    /// response byte; each such send is an attempt that failed, and `.stats` must count it.
+    /// response byte; `.stats` counts those sends apart from attempts (the sources never saw them).
     private func reportSilentResends(_ outcome: TransferOutcome, kind: RequestKind, key: String, attempt: Int) {
-        for _ in 0..<outcome.silentResends {
-            observer.transferFailed(kind: kind, key: key,
-                                    error: FetchError(category: .network, message: "connection closed before any response; resent at once"),
-                                    seconds: 0, attempt: attempt, maxAttempts: retry.maxAttempts, retryDelay: 0)
-        }
+        for _ in 0..<outcome.silentResends { observer.requestResent(kind: kind, key: key) }
     }
 
     /// Turns a transport failure or a non-2xx answer into a categorised error.
