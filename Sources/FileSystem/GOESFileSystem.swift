@@ -194,6 +194,9 @@ public final class GOESFileSystem: Sendable {
     /// The `.stats` text as it stands now.
     public func statsReport() -> String { StatsReport.text(snapshot()) }
 
+    /// `/metrics` as it stands now: the figures of `.stats.json`.
+    public func metricsText() -> String { PrometheusText.render(snapshot()) }
+
     /// The figures now, with the count of cached objects from the (local) index and a row per
     /// object being fetched (from the block tables: only they know what is queued).
     func snapshot() -> Statistics.Snapshot {

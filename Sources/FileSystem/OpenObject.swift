@@ -293,7 +293,7 @@ final class OpenObject: Sendable {
         } catch let error as FetchError {
             failure = FSError(error)
             changed = error.category == .changed
-            context.logger.error("\(bucket)/\(key) block \(block): \(error)")
+            context.logger.error("\(bucket)/\(key) block \(block): \(error)", metadata: ["category": "\(error.category.rawValue)"])
         } catch {
             failure = .io("block \(block) of \(key): \(error)")
         }
