@@ -45,6 +45,12 @@ final class ListingCache: Sendable {
         self.logger = logger
     }
 
+    /// The fresh listing of a folder if memory holds one; never asks the server.
+    func cached(bucket: String, prefix: String) -> Entry? {
+        guard let entry = memory.withLock({ $0[bucket + "/" + prefix] }), entry.expiresAt > Date().timeIntervalSince1970 else { return nil }
+        return entry
+    }
+
     func listing(bucket: String, prefix: String) throws(FSError) -> Entry {
         let id = bucket + "/" + prefix
         if let entry = memory.withLock({ $0[id] }), entry.expiresAt > Date().timeIntervalSince1970 { return entry }

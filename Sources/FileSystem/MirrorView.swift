@@ -25,9 +25,15 @@ struct MirrorView: Sendable {
             guard buckets.contains(path[0]) else { throw .notFound }
             return directory(validSeconds: 3600)
         default:
-            let parent = try listing(of: Array(path.dropLast()))
+            let folderPath = Array(path.dropLast())
+            // A folder the catalog can vouch for needs no LIST, unless its parent's listing is at hand.
+            if buckets.contains(path[0]), FolderLevel(components: Array(path.dropFirst())) != nil,
+               listings.cached(bucket: path[0], prefix: MirrorView.prefix(of: folderPath)) == nil {
+                return directory(validSeconds: 3600)
+            }
+            let parent = try listing(of: folderPath)
             let name = path.last!
-            let prefix = MirrorView.prefix(of: Array(path.dropLast()))
+            let prefix = MirrorView.prefix(of: folderPath)
             if parent.prefixes.contains(prefix + name + "/") {
                 return directory(validSeconds: parent.expiresAt - parent.fetchedAt)
             }

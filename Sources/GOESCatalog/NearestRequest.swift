@@ -10,12 +10,16 @@ public struct NearestRequest: Equatable, Sendable {
     /// Seconds since the epoch.
     public let instant: Double
     public let tolerance: Double
+    /// The scan time the name asks for.
+    public let time: ScanTime
 
     public init?(name: String) {
         guard name.hasSuffix(".nc"), name.utf8.count <= 64 else { return nil }
         let stem = name.dropLast(3)
         let parts = stem.split(separator: "~", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let first = parts.first, let instant = NearestRequest.instant(first) else { return nil }
+        // (A leap second at the calendar's very end is a name, but no instant ScanTime can hold.)
+        guard let first = parts.first, let instant = NearestRequest.instant(first),
+              let time = ScanTime(secondsSinceEpoch: instant) else { return nil }
         var tolerance = NearestRequest.defaultTolerance
         if parts.count == 2 {
             guard let t = NearestRequest.duration(parts[1]), t <= NearestRequest.maxTolerance else { return nil }
@@ -23,10 +27,8 @@ public struct NearestRequest: Equatable, Sendable {
         }
         self.instant = instant
         self.tolerance = tolerance
+        self.time = time
     }
-
-    /// The scan time the name asks for.
-    public var time: ScanTime { ScanTime(secondsSinceEpoch: instant)! }
 
     /// The hours whose scans can lie within the tolerance, in order.
     public var hours: [ScanTime] {

@@ -6,7 +6,9 @@ public struct ObjectKey: Hashable, Sendable, CustomStringConvertible {
 
     /// The last path component, the file name.
     public var fileName: Substring {
-        rawValue.split(separator: "/", omittingEmptySubsequences: false).last ?? Substring(rawValue)
+        // By bytes: a "/" followed by a combining mark is one Character, and must still split.
+        guard let slash = rawValue.utf8.lastIndex(of: UInt8(ascii: "/")) else { return Substring(rawValue) }
+        return Substring(rawValue.utf8[rawValue.utf8.index(after: slash)...])
     }
 
     /// The parsed GOES name, when the file name is one.
@@ -35,5 +37,46 @@ public struct HourPrefix: Hashable, Sendable {
     /// Seconds since the epoch at which the hour ends.
     public var endSecondsSinceEpoch: Double {
         ScanTime(year: year, dayOfYear: dayOfYear, hour: hour, minute: 0, second: 0)!.secondsSinceEpoch + 3600
+    }
+}
+
+/// The folders above the files of a GOES bucket, `<product>/<YYYY>/<DDD>/<HH>/`, as the catalog
+/// knows them: a path of this shape is a folder without asking the server (only hour folders need
+/// listing), so a cold open costs one LIST and one GET instead of a LIST per level.
+public enum FolderLevel: Equatable, Sendable {
+    case product, year, dayOfYear, hour
+
+    /// The level `components` (below the bucket) would be, if every component is well formed.
+    public init?(components: [String]) {
+        guard let product = components.first, FolderLevel.isProductFolder(product), components.count <= 4 else { return nil }
+        let digits = components.dropFirst()
+        guard digits.allSatisfy({ $0.utf8.allSatisfy { (48...57).contains($0) } }) else { return nil }
+        let year = digits.first.flatMap { $0.count == 4 ? Int($0) : nil }
+        switch components.count {
+        case 1:
+            self = .product
+        case 2:
+            guard let year, (2000...2099).contains(year) else { return nil }
+            self = .year
+        case 3:
+            guard let year, (2000...2099).contains(year), components[2].count == 3, let day = Int(components[2]),
+                  ScanTime(year: year, dayOfYear: day, hour: 0, minute: 0, second: 0) != nil else { return nil }
+            self = .dayOfYear
+        default:
+            guard let year, (2000...2099).contains(year), components[2].count == 3, components[3].count == 2,
+                  let day = Int(components[2]), let hour = Int(components[3]),
+                  ScanTime(year: year, dayOfYear: day, hour: hour, minute: 0, second: 0) != nil else { return nil }
+            self = .hour
+        }
+    }
+
+    /// `ABI-L1b-RadC`, `ABI-L2-CMIPF`, `GLM-L2-LCFA`, `SUVI-L1b-Fe093`: instrument, level, product.
+    static func isProductFolder(_ name: String) -> Bool {
+        let parts = name.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, name.utf8.count <= 64,
+              ["ABI", "GLM", "SUVI", "EXIS", "MAG", "SEIS"].contains(parts[0]),
+              parts[1].hasPrefix("L"), (2...3).contains(parts[1].count),
+              !parts[2].isEmpty, parts[2].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else { return false }
+        return true
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One object as a listing describes it.
 public struct ListedObject: Hashable, Sendable, Codable {
     public let key: String
@@ -92,28 +94,30 @@ public enum ListingRules {
 
     /// Why `key` cannot be a file directly under `prefix`, or nil when it can.
     public static func problem(key: String, under prefix: String) -> String? {
-        guard key.hasPrefix(prefix) else { return "outside the folder listed" }
-        let leaf = key.dropFirst(prefix.count)
-        if leaf.contains("/") { return "not directly in the folder listed" }
+        guard key.utf8.starts(with: prefix.utf8) else { return "outside the folder listed" }
+        // Bytes, not Characters: a "/" followed by a combining mark is one Character.
+        if key.utf8.dropFirst(prefix.utf8.count).contains(UInt8(ascii: "/")) { return "not directly in the folder listed" }
         return problem(path: key)
     }
 
     /// Why `folder` (ending in `/`) cannot be a subfolder of `prefix`, or nil when it can.
     public static func problem(commonPrefix folder: String, under prefix: String) -> String? {
-        guard folder.hasPrefix(prefix), folder.hasSuffix("/"), folder.count > prefix.count else { return "not a subfolder of the folder listed" }
-        let leaf = folder.dropFirst(prefix.count).dropLast()
-        if leaf.contains("/") { return "not directly in the folder listed" }
-        return problem(path: String(folder.dropLast()))
+        let bytes = Array(folder.utf8), slash = UInt8(ascii: "/")
+        guard bytes.starts(with: prefix.utf8), bytes.last == slash, bytes.count > prefix.utf8.count + 1 else {
+            return "not a subfolder of the folder listed"
+        }
+        if bytes[prefix.utf8.count..<(bytes.count - 1)].contains(slash) { return "not directly in the folder listed" }
+        return problem(path: String(decoding: bytes.dropLast(), as: UTF8.self))
     }
 
     /// Every component of a path must be a name Linux can show and that cannot climb out of its folder.
     static func problem(path: String) -> String? {
-        for component in path.split(separator: "/", omittingEmptySubsequences: false) {
+        if path.unicodeScalars.contains("\u{FFFD}") { return "is not valid UTF-8" }
+        for component in path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
             if component.isEmpty { return "has an empty path component" }
-            if component == "." || component == ".." { return "has a '\(component)' path component" }
-            if component.utf8.count > maxNameBytes { return "has a component over \(maxNameBytes) bytes" }
-            if component.utf8.contains(0) { return "contains a NUL byte" }
-            if component.unicodeScalars.contains("\u{FFFD}") { return "is not valid UTF-8" }
+            if component.elementsEqual(".".utf8) || component.elementsEqual("..".utf8) { return "has a '.' or '..' path component" }
+            if component.count > maxNameBytes { return "has a component over \(maxNameBytes) bytes" }
+            if component.contains(0) { return "contains a NUL byte" }
         }
         return nil
     }
@@ -121,7 +125,7 @@ public enum ListingRules {
     /// Whether an entry read back from the cache still meets the rules (listings persist for a year).
     public static func validated(_ listing: Listing, prefix: String) -> (listing: Listing, rejected: Int) {
         let objects = listing.objects.filter { o in
-            (0...maxObjectSize).contains(o.size) && o.lastModified.isFinite && abs(o.lastModified) < 253_402_300_800
+            (0...maxObjectSize).contains(o.size) && o.lastModified.isFinite && abs(o.lastModified) <= ISO8601.latest
                 && problem(key: o.key, under: prefix) == nil
         }
         let prefixes = listing.commonPrefixes.filter { problem(commonPrefix: $0, under: prefix) == nil }
@@ -192,13 +196,21 @@ enum XMLScan {
 
 /// Parses the timestamps S3 uses in listings: `2023-03-07T14:31:17.000Z`.
 enum ISO8601 {
+    /// 9999-12-31T23:59:60Z, the latest instant `seconds` returns.
+    static let latest = 253_402_300_800.0
+
+    static func daysIn(month: Int, year: Int) -> Int {
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+        return [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+    }
+
     /// Seconds since the epoch; nil unless every field is in range (years 1…9999, so no arithmetic overflows).
     static func seconds(_ text: String) -> Double? {
         let digits = text.split(whereSeparator: { "-T:.Z".contains($0) })
         guard digits.count >= 6, digits[0].count <= 4, digits.prefix(6).allSatisfy({ $0.count <= 4 }),
               let y = Int(digits[0]), let mo = Int(digits[1]), let d = Int(digits[2]),
               let h = Int(digits[3]), let mi = Int(digits[4]), let s = Int(digits[5]),
-              (1...9999).contains(y), (1...12).contains(mo), (1...31).contains(d),
+              (1...9999).contains(y), (1...12).contains(mo), (1...ISO8601.daysIn(month: mo, year: y)).contains(d),
               (0...23).contains(h), (0...59).contains(mi), (0...60).contains(s) else { return nil }
         // Days from civil date (Howard Hinnant's algorithm).
         let yy = mo <= 2 ? y - 1 : y

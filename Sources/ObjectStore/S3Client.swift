@@ -59,6 +59,11 @@ public final class S3Client: Sendable {
             guard pageNumber <= ListingLimits.maxPages else {
                 throw FetchError(category: .server, message: "listing of \(label) has more than \(ListingLimits.maxPages) pages: stopped")
             }
+            // A listing that never ends (a fresh token on every page) ends at the read deadline.
+            let elapsed = Date().timeIntervalSince(started)
+            guard elapsed < retry.deadline else {
+                throw FetchError(category: .server, message: "listing of \(label) still had more pages after \(Int(elapsed)) s (\(pageNumber - 1) pages): stopped at the read deadline")
+            }
             var query = "?list-type=2&delimiter=%2F&encoding-type=url&prefix=" + URLEncoding.query(prefix)
             if let token { query += "&continuation-token=" + URLEncoding.query(token) }
             let page = try withRetries(key: label, kind: .listing, started: started) { attempt, source, timeouts throws(FetchError) in

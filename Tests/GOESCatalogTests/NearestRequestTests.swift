@@ -37,3 +37,17 @@ final class NearestRequestTests: XCTestCase {
         XCTAssertEqual(ScanTime(secondsSinceEpoch: 0)?.year, 1970)
     }
 }
+
+final class FolderLevelTests: XCTestCase {
+    func testTheCatalogKnowsTheFolderLevelsAboveFiles() {
+        XCTAssertEqual(FolderLevel(components: ["ABI-L1b-RadC"]), .product)
+        XCTAssertEqual(FolderLevel(components: ["GLM-L2-LCFA", "2023"]), .year)
+        XCTAssertEqual(FolderLevel(components: ["ABI-L2-CMIPF", "2024", "366"]), .dayOfYear)
+        XCTAssertEqual(FolderLevel(components: ["ABI-L1b-RadM", "2023", "066", "23"]), .hour)
+        for bad in [[], ["index.html"], ["ABI-L1b-RadC", "23"], ["ABI-L1b-RadC", "2023", "366"], ["ABI-L1b-RadC", "2023", "066", "24"],
+                    ["ABI-L1b-RadC", "2023", "066", "14", "x.nc"], ["ABI-L1b-RadC", "+202"], ["ABI-L1b-RadC", "2023", "66"],
+                    ["XYZ-L1b-RadC"], ["ABI-L1b-Rad/C"], ["ABI-L1b-"], ["ABI-L1b-RadC", "1999"]] {
+            XCTAssertNil(FolderLevel(components: bad), "\(bad)")
+        }
+    }
+}

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -65,14 +64,14 @@ class GoesfsMount:
 
     def unmount(self) -> None:
         # A plain unmount can fail briefly while the kernel still holds the mount busy
-        # (a just-closed file); retry shortly, then detach lazily as a last resort.
-        for _ in range(20):
-            if not self.is_mounted():
-                break
-            if subprocess.run(["fusermount3", "-u", str(self.path)], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
+        # (a just-closed file, slower on a loaded machine); retry for a while, then detach
+        # lazily as a last resort.
+        def unmounted() -> bool:
+            return not self.is_mounted() or subprocess.run(
+                ["fusermount3", "-u", str(self.path)], capture_output=True).returncode == 0
+        try:
+            wait_for(unmounted, 10, f"{self.path} to unmount", interval=0.1)
+        except AssertionError:
             subprocess.run(["fusermount3", "-uz", str(self.path)], capture_output=True)
         # Then the daemon's exit, so no late request of it reaches the next test's proxy log.
         if self.pid is not None:

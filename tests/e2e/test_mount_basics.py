@@ -274,10 +274,12 @@ def test_shell_tools_report_read_only(mount, argv):
 
 @pytest.mark.parametrize("relative", [
     "nope", "noaa-goes17", "noaa-goes19", "noaa-goes16/nope",
-    "noaa-goes16/ABI-L1b-RadC/2023/067", RADC_HOUR + "nope.nc",
+    "noaa-goes16/ABI-L1b-RadC/2023/066/24", RADC_HOUR + "nope.nc",
     "noaa-goes16/" + RADC_HOUR + "OR_ABI-L1b-RadC-M6C13_G16_s20230661402000_e0_c0.nc",
 ])
 def test_missing_names_are_enoent(mount, relative):
+    # (A well-formed folder such as 2023/067 is a folder without a LIST, as the catalog knows its
+    # shape; an empty one if the bucket has no such day: see test_lookups.py.)
     with pytest.raises(FileNotFoundError):
         os.stat(mount.path / relative)
     listed = run("ls", str(mount.path / relative))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import http.client
+import threading
 import time
 
 import pytest
 
 from tests.fixtures.goes_fixtures import MiB, fixture_objects
+from tests.support.polling import wait_for
 from tests.support.proxy import Delay, DropAfter, Respond
 
 OBJ = next(o for o in fixture_objects() if o.kind == "random" and o.size == MiB + 1)
@@ -151,6 +153,29 @@ def test_throttle_paces_the_body(proxy, conn):
     # 1 MiB at 2 MiB/s: never faster than 0.5 s (unthrottled it takes milliseconds);
     # the upper bound leaves room for a loaded machine.
     assert body == OBJ.data and 0.45 < took < 3.0, took
+
+
+def test_log_is_read_once_requests_in_flight_are_done(proxy, conn):
+    proxy.add_fault(OBJ.key, Delay(0.5))
+    client = threading.Thread(target=get, args=(conn,), kwargs={"headers": {"Range": "bytes=0-0"}})
+    client.start()
+    try:
+        wait_for(lambda: proxy.records(wait=False), 5, "the request to reach the proxy")
+        [record] = proxy.records()  # while it is delayed: waits for it to finish
+        assert record.done and (record.status, record.bytes_sent) == (206, 1)
+    finally:
+        client.join(10)
+
+
+def test_stall_ends_when_the_client_hangs_up(proxy, conn):
+    from tests.support.proxy import Stall
+    proxy.add_fault(OBJ.key, Stall(100, seconds=30))
+    conn.request("GET", PATH)
+    assert conn.getresponse().read(100) == OBJ.data[:100]
+    conn.close()  # a client giving up on the stall
+    proxy.wait_idle(timeout=5)  # long before the 30 s
+    [record] = proxy.records()
+    assert record.done and record.bytes_sent == 100 and record.fault == "Stall"
 
 
 def test_every_nth_matching_request(proxy, conn):
