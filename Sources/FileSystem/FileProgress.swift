@@ -7,6 +7,9 @@
 /// per-request rate restarts at zero with every block.
 struct RateWindow: Sendable {
     static let span = 4.0
+    /// The first second of a file is left out of its rate once there is more: readahead is
+    /// still opening its connections then, so it runs slower than what follows.
+    static let rampSpan = 1.0
     /// No speed before this much time of data (one burst is no rate) …
     static let minimumSpan = 0.5
     /// … and no ETA before this much: the first seconds mix in connection set-up.
@@ -21,7 +24,8 @@ struct RateWindow: Sendable {
         if firstByteAt == nil { firstByteAt = now; samples = [(now, 0)] }
         total += bytes
         if let last = samples.last, now - last.at >= RateWindow.sampleInterval { samples.append((now, total)) }
-        while samples.count > 2, samples[1].at <= now - RateWindow.span { samples.removeFirst() }
+        let settled = now - (firstByteAt ?? now) >= RateWindow.stableSpan ? firstByteAt! + RateWindow.rampSpan : -Double.infinity
+        while samples.count > 2, samples[1].at <= max(now - RateWindow.span, settled) { samples.removeFirst() }
     }
 
     /// Nil while estimating. Time without arrivals counts: a stalled file slows down honestly.

@@ -41,6 +41,12 @@ public enum PrometheusText {
                 $0.sample([("satellite", key.satellite), ("product", key.product), ("from", "network")], bytes.afterDownload)
             }
         }
+        out.family("goesfs_fetched_bytes_total", .counter, "Bytes received from the network for blocks, per satellite and product folder (every attempt, readahead and prefetch too).") {
+            for (key, bytes) in s.traffic.bytes.sorted(by: { $0.key < $1.key }) {
+                $0.sample([("satellite", key.satellite), ("product", key.product)], bytes.fetched)
+            }
+        }
+        out.family("goesfs_cache_saved_bytes", .gauge, "Bytes served beyond those fetched: what the cache spared the network.") { $0.sample([], s.bytesSaved) }
         out.family("goesfs_cache_hits_total", .counter, "Reads answered from the cache alone.") { $0.sample([], s.reads.fromCache) }
         out.family("goesfs_cache_misses_total", .counter, "Reads that waited for a download.") { $0.sample([], s.reads.afterDownload) }
         out.family("goesfs_cache_size_bytes", .gauge, "Bytes of blocks in the cache.") { $0.sample([], s.cachedBytes) }

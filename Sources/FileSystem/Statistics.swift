@@ -89,6 +89,8 @@ public final class Statistics: TransferObserver, Sendable {
         let now = clock()
         state.withLock { s in
             guard let file = s.transferFile[id], var a = s.activity[file] else { return }
+            s.bytesReceived += bytes
+            s.traffic.recordFetched(bucket: a.bucket, key: a.key, bytes: bytes)
             a.transfers[id, default: 0] += bytes
             a.window.add(bytes, at: now)
             a.lastActivity = now

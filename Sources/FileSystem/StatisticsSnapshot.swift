@@ -57,6 +57,10 @@ extension Statistics {
         public var bytesFromCache = 0
         public var bytesFromNetwork = 0
         public var traffic = ProductTraffic()
+        /// Bytes that arrived from the network for blocks (every attempt, readahead and prefetch too).
+        public var bytesReceived = 0
+        /// What the cache spared the network: the products' bytes served beyond those fetched.
+        public var bytesSaved: Int { traffic.bytes.values.reduce(0) { $0 + $1.saved } }
         public var cachedBytes = 0
         public var cacheLimit = 0
         public var evictions = 0

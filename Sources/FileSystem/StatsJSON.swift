@@ -28,6 +28,7 @@ public enum StatsJSON {
                          "average_download_rate": value(s.wallSeconds > 0 ? Double(s.totalBytes) / s.wallSeconds : nil),
                          "largest_bytes": value(s.largest), "smallest_bytes": value(s.smallest)],
             "cache": ["bytes_from_cache": s.bytesFromCache, "bytes_from_network": s.bytesFromNetwork,
+                      "bytes_fetched": s.bytesReceived, "bytes_saved": s.bytesSaved,
                       "reads_from_cache": s.reads.fromCache, "reads_after_download": s.reads.afterDownload,
                       "hit_ratio": value(served > 0 ? Double(s.bytesFromCache) / Double(served) : nil),
                       "bytes_resumed": s.bytesResumed, "cached_objects": s.cachedObjects,
@@ -35,7 +36,8 @@ public enum StatsJSON {
                       "evicted_bytes": s.evictedBytes, "repairs": s.repairs, "notes": s.events],
             "by_product": s.traffic.bytes.sorted { $0.key < $1.key }.map { key, bytes -> [String: Any] in
                 ["satellite": key.satellite, "product": key.product,
-                 "bytes_from_cache": bytes.fromCache, "bytes_from_network": bytes.afterDownload]
+                 "bytes_from_cache": bytes.fromCache, "bytes_from_network": bytes.afterDownload,
+                 "bytes_fetched": bytes.fetched, "bytes_saved": bytes.saved]
             },
             "sources": s.sources.map { source -> [String: Any] in
                 ["url": source.name, "attempts": source.attempts, "failures": source.failures,

@@ -53,7 +53,8 @@ public enum StatsReport {
             Bytes served from cache: \(s.bytesFromCache) bytes
             Bytes served after download: \(s.bytesFromNetwork) bytes
             Hit ratio: \(hitRatio)
-            Downloads saved by the cache: \(ByteFormat.human(s.bytesFromCache))
+            Bytes fetched from the network: \(s.bytesReceived) bytes
+            Saved by the cache: \(s.bytesSaved) bytes
             Bytes resumed after an interruption: \(s.bytesResumed) bytes
             Cached: \(s.cachedObjects) objects, \(ByteFormat.human(s.cachedBytes)) of \(ByteFormat.human(s.cacheLimit)) limit
             Evictions: \(s.evictions) (\(s.evictedBytes) bytes)
@@ -61,10 +62,10 @@ public enum StatsReport {
 
             """
         for note in s.events { out += note + "\n" }
-        out += "\nServed by satellite and product (from cache / after download):\n"
+        out += "\nBy satellite and product (bytes served from cache / after download, fetched, saved):\n"
         if s.traffic.bytes.isEmpty { out += "(none)\n" }
-        for (key, bytes) in s.traffic.bytes.sorted(by: { $0.key < $1.key }) {
-            out += "\(key.satellite) \(key.product): \(bytes.fromCache) / \(bytes.afterDownload) bytes\n"
+        for (key, b) in s.traffic.bytes.sorted(by: { $0.key < $1.key }) {
+            out += "\(key.satellite) \(key.product): \(b.fromCache) / \(b.afterDownload), fetched \(b.fetched), saved \(b.saved)\n"
         }
         if !s.sources.isEmpty {
             out += "\nSources (attempts: data and listing requests):\n"

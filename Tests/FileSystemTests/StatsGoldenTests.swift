@@ -78,15 +78,16 @@ final class StatsGoldenTests: XCTestCase {
             Bytes served from cache: 3145728 bytes
             Bytes served after download: 1048576 bytes
             Hit ratio: 75.0%
-            Downloads saved by the cache: 3.1 MB
+            Bytes fetched from the network: 524288 bytes
+            Saved by the cache: 3670016 bytes
             Bytes resumed after an interruption: 4096 bytes
             Cached: 2 objects, 2.1 MB of 10.0 GB limit
             Evictions: 1 (1048576 bytes)
             Repairs: 1
             [2025-11-28T22:52:11.000000Z] repaired noaa-goes16/k: cached block 0 failed its checksum
 
-            Served by satellite and product (from cache / after download):
-            goes16 ABI-L1b-RadC: 3145728 / 1048576 bytes
+            By satellite and product (bytes served from cache / after download, fetched, saved):
+            goes16 ABI-L1b-RadC: 3145728 / 1048576, fetched 524288, saved 3670016
 
             In progress:
             1. noaa-goes16/.../OR_c.nc: 1572864 / 3145728 bytes (50.0%), 0.52 MB/s, ETA estimating…, reader+readahead

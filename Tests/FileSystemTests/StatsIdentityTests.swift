@@ -52,6 +52,12 @@ final class StatsIdentityTests: XCTestCase {
         play.data("ABI-L1b-RadC/c.nc", bytes: 0, fails: .notFound)
         play.data("ABI-L1b-RadC/d.nc", bytes: 0, fails: .changed)
         play.data("ABI-L1b-RadC/e.nc", bytes: 0, fails: .auth)
+        let transfer = stats.beginTransfer(bucket: "noaa-goes16", key: "ABI-L1b-RadC/a.nc", objectSize: 4000, bytes: 4000)
+        stats.transferProgress(transfer, bytes: 1500)
+        stats.endTransfer(transfer)
+        let ahead = stats.beginTransfer(bucket: "noaa-goes18", key: "GLM-L2-LCFA/y.nc", objectSize: 800, bytes: 800)
+        stats.transferProgress(ahead, bytes: 800)  // fetched ahead, never read
+        stats.endTransfer(ahead)
         stats.recordRead(bucket: "noaa-goes16", key: "ABI-L1b-RadC/a.nc", bytes: 1000, fromCache: false)
         stats.recordRead(bucket: "noaa-goes16", key: "ABI-L1b-RadC/a.nc", bytes: 3000, fromCache: true)
         stats.recordRead(bucket: "noaa-goes18", key: "GLM-L2-LCFA/x.nc", bytes: 500, fromCache: true)
@@ -78,12 +84,18 @@ final class StatsIdentityTests: XCTestCase {
         XCTAssertEqual(s.traffic.bytes.values.reduce(0) { $0 + $1.fromCache }, s.bytesFromCache)
         XCTAssertEqual(s.traffic.bytes.values.reduce(0) { $0 + $1.afterDownload }, s.bytesFromNetwork)
         XCTAssertEqual(s.reads.fromCache + s.reads.afterDownload, 3)
+        XCTAssertEqual(s.traffic.bytes.values.reduce(0) { $0 + $1.fetched }, s.bytesReceived)
+        XCTAssertEqual(s.bytesReceived, 2300)
+        // Saved: served beyond fetched, per product (4000 - 1500 for RadC; GLM fetched more than it served).
+        XCTAssertEqual(s.bytesSaved, 2500)
+        XCTAssertEqual(s.traffic.bytes.values.reduce(0) { $0 + $1.saved }, s.bytesSaved)
 
         // The three renderings carry the same figures.
         let text = StatsReport.text(s)
         for line in ["Total attempts: 6", "Successful: 2 (33.3%)", "Failed: 4", "Changed at the source: 1", "Server errors: 0",
                      "Listing requests: 4", "Listing failures: 2 (timeout 1, server 1)", "Resent on a dead connection: 2",
-                     "goes16 ABI-L1b-RadC: 3000 / 1000 bytes", "goes18 GLM-L2-LCFA: 500 / 0 bytes"] {
+                     "goes16 ABI-L1b-RadC: 3000 / 1000, fetched 1500, saved 2500", "goes18 GLM-L2-LCFA: 500 / 0, fetched 800, saved 0",
+                     "Bytes fetched from the network: 2300 bytes", "Saved by the cache: 2500 bytes"] {
             XCTAssertTrue(text.contains(line + "\n"), "missing line: \(line)\n\(text)")
         }
         let json = try JSONSerialization.jsonObject(with: Data(StatsJSON.render(s).utf8)) as! [String: Any]
@@ -96,7 +108,8 @@ final class StatsIdentityTests: XCTestCase {
                        "goesfs_request_failures_total{kind=\"data\",category=\"changed\"} 1",
                        "goesfs_request_failures_total{kind=\"listing\",category=\"timeout\"} 1",
                        "goesfs_request_duration_seconds_count{kind=\"data\"} 6",
-                       "goesfs_served_bytes_total{satellite=\"goes16\",product=\"ABI-L1b-RadC\",from=\"cache\"} 3000"] {
+                       "goesfs_served_bytes_total{satellite=\"goes16\",product=\"ABI-L1b-RadC\",from=\"cache\"} 3000",
+                       "goesfs_fetched_bytes_total{satellite=\"goes18\",product=\"GLM-L2-LCFA\"} 800", "goesfs_cache_saved_bytes 2500"] {
             XCTAssertTrue(metrics.contains("\n" + sample + "\n"), "missing sample: \(sample)\n\(metrics)")
         }
     }
