@@ -8,11 +8,9 @@ struct WatchReport: Decodable {
     struct Total: Decodable { let files: Int, bytesDone: Int, bytesTotal: Int, speed: Double?, etaSeconds: Double?, requests: Int }
     struct Performance: Decodable { let totalAttempts: Int, successful: Int, failed: Int, retries: Int }
     struct Listings: Decodable { let requests: Int, failed: Int }
-    struct Download: Decodable { let totalBytes: Int }
-    struct Cache: Decodable { let bytesFromCache: Int, bytesFromNetwork: Int }
+    struct Cache: Decodable { let bytesFetched: Int, bytesSaved: Int }
     let performance: Performance
     let listings: Listings
-    let download: Download
     let cache: Cache
     let inProgress: [File]
     let inProgressTotal: Total
@@ -23,7 +21,7 @@ enum WatchView {
     static func lines(_ r: WatchReport, width: Int) -> [String] {
         let p = r.performance
         var lines = ["goesfs: \(p.totalAttempts) data requests (\(p.successful) ok, \(p.failed) failed, \(p.retries) retries), "
-                     + "\(r.listings.requests) listings, \(human(r.download.totalBytes)) downloaded, \(human(r.cache.bytesFromCache)) from cache"]
+                     + "\(r.listings.requests) listings, \(human(r.cache.bytesFetched)) fetched, \(human(r.cache.bytesSaved)) saved by the cache"]
         if r.inProgress.isEmpty {
             lines.append("no downloads in progress")
             return lines
