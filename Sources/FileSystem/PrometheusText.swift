@@ -21,7 +21,7 @@ public enum PrometheusText {
         out.family("goesfs_request_retries_total", .counter, "Failed attempts followed by another attempt.") {
             for kind in RequestKind.allCases { $0.sample([("kind", kind.rawValue)], counts(s, kind).retries) }
         }
-        out.family("goesfs_request_resends_total", .counter, "Sends libcurl repeated on a dead reused connection (not attempts).") {
+        out.family("goesfs_request_resends_total", .counter, "Attempts libcurl sent again by itself on a dead reused connection (also counted as failed network attempts).") {
             $0.sample([], s.resends)
         }
         out.family("goesfs_source_requests_total", .counter, "Attempts (data and listing) per configured source.") {

@@ -32,7 +32,7 @@ public final class Statistics: TransferObserver, Sendable {
                        demotedUntil: entry.health.demotedUntil > now ? entry.health.demotedUntil : nil)
         } ?? []
         return state.withLock { s in
-            s.activity = s.activity.filter { !$0.value.transfers.isEmpty || now - $0.value.lastActivity < FileActivity.linger }
+            Statistics.pruneIdle(&s.activity, now: now)
             var copy = s
             copy.now = now
             copy.sources = lines
@@ -104,6 +104,8 @@ public final class Statistics: TransferObserver, Sendable {
             guard let file = s.transferFile.removeValue(forKey: id) else { return }
             s.activity[file]?.transfers[id] = nil
             s.activity[file]?.lastActivity = now
+            // Also pruned here, so a mount whose report nobody reads does not keep every file it fetched.
+            if s.activity.count > Statistics.activityPruneThreshold { Statistics.pruneIdle(&s.activity, now: now) }
         }
     }
 
@@ -174,6 +176,12 @@ public final class Statistics: TransferObserver, Sendable {
                                                 key: ListingRules.printable(key), attempt: attempt, maxAttempts: maxAttempts),
                    limit: Statistics.recentErrorLimit)
         }
+    }
+
+    static let activityPruneThreshold = 64
+
+    private static func pruneIdle(_ activity: inout [String: FileActivity], now: Double) {
+        activity = activity.filter { !$0.value.transfers.isEmpty || now - $0.value.lastActivity < FileActivity.linger }
     }
 
     private func append<T>(_ ring: inout [T], _ item: T, limit: Int) {

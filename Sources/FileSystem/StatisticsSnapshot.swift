@@ -37,7 +37,7 @@ extension Statistics {
         public var data = RequestCounts()
         /// ListObjectsV2 requests (one per page per attempt).
         public var listings = RequestCounts()
-        /// Sends libcurl repeated by itself on a dead reused connection: no attempt of their own.
+        /// Sends libcurl repeated by itself on a dead reused connection (each also a failed network attempt).
         public var resends = 0
         public var timings: [RequestKind: RequestTimings] = [:]
         public var totalBytes = 0

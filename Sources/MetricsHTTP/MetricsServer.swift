@@ -18,7 +18,8 @@ public final class MetricsServer: Sendable {
     public let address: MetricsAddress
     private let listener: Int32
     private let render: @Sendable () -> (contentType: String, body: String)
-    private let stopping = Locked(false)
+    private let state = Locked(State.created)
+    private enum State { case created, running, stopped }
     private let finished = DispatchSemaphore(value: 0)
 
     /// Binds and listens now, so a port in use is an error at mount time, not later.
@@ -55,6 +56,12 @@ public final class MetricsServer: Sendable {
     }
 
     public func start() {
+        let fresh = state.withLock { s -> Bool in
+            guard s == .created else { return false }
+            s = .running
+            return true
+        }
+        guard fresh else { return }
         let thread = Thread { [self] in
             serve()
             finished.signal()
@@ -65,14 +72,14 @@ public final class MetricsServer: Sendable {
 
     /// Stops accepting, lets a client being answered finish (within its deadline), closes the socket.
     public func stop() {
-        let first = stopping.withLock { s -> Bool in defer { s = true }; return !s }
-        guard first else { return }
-        finished.wait()
+        let was = state.withLock { s -> State in defer { s = .stopped }; return s }
+        guard was != .stopped else { return }
+        if was == .running { finished.wait() }
         close(listener)
     }
 
     private func serve() {
-        while !stopping.withLock({ $0 }) {
+        while state.withLock({ $0 == .running }) {
             var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
             guard poll(&ready, 1, MetricsServer.pollMilliseconds) > 0 else { continue }
             let client = accept(listener, nil, nil)

@@ -16,7 +16,8 @@ public protocol TransferObserver: Sendable {
     /// One attempt got its answer or gave up, for its timings: exactly once per attempt.
     /// `firstByteSeconds` is nil when no response came.
     func requestFinished(kind: RequestKind, firstByteSeconds: Double?, seconds: Double)
-    /// libcurl sent an attempt again by itself on a dead reused connection: not an attempt of its own.
+    /// libcurl sent an attempt again by itself on a dead reused connection; that send is also
+    /// reported as a failed attempt (it reached the source).
     func requestResent(kind: RequestKind, key: String)
 }
 

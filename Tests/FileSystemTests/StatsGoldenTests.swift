@@ -21,7 +21,6 @@ final class StatsGoldenTests: XCTestCase {
                              seconds: 10, attempt: 1, maxAttempts: 5, retryDelay: 0.5)
         stats.transferResumed(key: "ABI-L1b-RadC/2023/066/14/OR_b.nc", keptBytes: 4096)
         stats.transferSucceeded(key: "ABI-L1b-RadC/2023/066/14/OR_b.nc", bytes: 1_044_480, seconds: 0.5, attempt: 2)
-        stats.requestResent(kind: .data, key: "ABI-L1b-RadC/2023/066/14/OR_b.nc")
         stats.recordRead(bucket: "noaa-goes16", key: "ABI-L1b-RadC/2023/066/14/OR_a.nc", bytes: 1_048_576, fromCache: false)
         stats.recordRead(bucket: "noaa-goes16", key: "ABI-L1b-RadC/2023/066/14/OR_a.nc", bytes: 3_145_728, fromCache: true)
         stats.updateCacheUsage(bytes: 2_097_152, limit: 10_000_000_000)
@@ -63,7 +62,7 @@ final class StatsGoldenTests: XCTestCase {
             Listing successes: 2
             Listing failures: 1 (server 1)
             Listing retries: 1
-            Resent on a dead connection: 1
+            Resent on a dead connection: 0
 
             Download Metrics:
             Average download time: 0.50 seconds

@@ -12,7 +12,12 @@ final class StatsIdentityTests: XCTestCase {
         let pool: SourcePool, stats: Statistics
         func data(_ key: String, bytes: Int, fails: ErrorCategory? = nil, retried: Bool = false, resends: Int = 0) {
             let source = pool.pick()
-            for _ in 0..<resends { stats.requestResent(kind: .data, key: key) }
+            for _ in 0..<resends {  // each reached the source and failed (S3Client.reportSilentResends)
+                pool.resent(pool.sources[source])
+                stats.requestResent(kind: .data, key: key)
+                stats.transferFailed(kind: .data, key: key, error: FetchError(category: .network, message: "resent at once"), seconds: 0,
+                                     attempt: 1, maxAttempts: 5, retryDelay: 0)
+            }
             stats.requestFinished(kind: .data, firstByteSeconds: fails == nil ? 0.05 : nil, seconds: 0.2)
             if let fails {
                 pool.failed(source, category: fails)
@@ -64,20 +69,21 @@ final class StatsIdentityTests: XCTestCase {
         let s = stats.snapshot()
 
         // Data requests and listings are counted apart, and each adds up.
-        XCTAssertEqual(s.data.attempts, 6)
+        XCTAssertEqual(s.data.attempts, 8)
         XCTAssertEqual(s.data.attempts, s.data.successes + s.data.failures)
         XCTAssertEqual(s.data.failures, ErrorCategory.allCases.reduce(0) { $0 + s.data.errors($1) })
         XCTAssertEqual(s.data.errors(.changed), 1, "changed at the source is its own category")
         XCTAssertEqual(s.listings.attempts, 4)
         XCTAssertEqual(s.listings.attempts, s.listings.successes + s.listings.failures)
         XCTAssertEqual(s.listings.failures, ErrorCategory.allCases.reduce(0) { $0 + s.listings.errors($1) })
-        XCTAssertEqual(s.resends, 2, "libcurl's resends are no attempts")
+        XCTAssertEqual(s.resends, 2, "libcurl's resends are counted, as failed network attempts")
+        XCTAssertEqual(s.data.errors(.network), 3)
         XCTAssertLessThanOrEqual(s.data.retries, s.data.failures)
         // Every attempt went to one source: the sources' attempts are data attempts plus listing requests.
         XCTAssertEqual(s.sources.reduce(0) { $0 + $1.attempts }, s.data.attempts + s.listings.attempts)
         XCTAssertEqual(s.sources.reduce(0) { $0 + $1.failures }, s.data.failures + s.listings.failures)
-        // Each attempt is timed once.
-        XCTAssertEqual(s.timings[.data]?.duration.count, s.data.attempts)
+        // Each attempt goesfs sent is timed once (a resend is timed with the send that followed it).
+        XCTAssertEqual(s.timings[.data]?.duration.count, s.data.attempts - s.resends)
         XCTAssertEqual(s.timings[.listing]?.duration.count, s.listings.attempts)
         XCTAssertEqual(s.recentAttempts.count, s.data.attempts)
         // Bytes served per product add up to the totals.
@@ -92,7 +98,7 @@ final class StatsIdentityTests: XCTestCase {
 
         // The three renderings carry the same figures.
         let text = StatsReport.text(s)
-        for line in ["Total attempts: 6", "Successful: 2 (33.3%)", "Failed: 4", "Changed at the source: 1", "Server errors: 0",
+        for line in ["Total attempts: 8", "Successful: 2 (25.0%)", "Failed: 6", "Changed at the source: 1", "Server errors: 0",
                      "Listing requests: 4", "Listing failures: 2 (timeout 1, server 1)", "Resent on a dead connection: 2",
                      "goes16 ABI-L1b-RadC: 3000 / 1000, fetched 1500, saved 2500", "goes18 GLM-L2-LCFA: 500 / 0, fetched 800, saved 0",
                      "Bytes fetched from the network: 2300 bytes", "Saved by the cache: 2500 bytes"] {
@@ -100,11 +106,11 @@ final class StatsIdentityTests: XCTestCase {
         }
         let json = try JSONSerialization.jsonObject(with: Data(StatsJSON.render(s).utf8)) as! [String: Any]
         let performance = json["performance"] as! [String: Int]
-        XCTAssertEqual(performance["total_attempts"], 6)
+        XCTAssertEqual(performance["total_attempts"], 8)
         XCTAssertEqual(performance["changed_errors"], 1)
         XCTAssertEqual((json["listings"] as! [String: Any])["requests"] as? Int, 4)
         let metrics = PrometheusText.render(s)
-        for sample in ["goesfs_requests_total{kind=\"data\"} 6", "goesfs_requests_total{kind=\"listing\"} 4",
+        for sample in ["goesfs_requests_total{kind=\"data\"} 8", "goesfs_requests_total{kind=\"listing\"} 4",
                        "goesfs_request_failures_total{kind=\"data\",category=\"changed\"} 1",
                        "goesfs_request_failures_total{kind=\"listing\",category=\"timeout\"} 1",
                        "goesfs_request_duration_seconds_count{kind=\"data\"} 6",

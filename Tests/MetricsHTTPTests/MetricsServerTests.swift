@@ -82,5 +82,8 @@ final class MetricsServerTests: XCTestCase {
         let port = server.port
         server.stop()
         XCTAssertThrowsError(try connected(port))
+        server.stop()  // twice is harmless
+        // One made but never started (the mount failed before serving) stops without waiting.
+        try MetricsServer(address: MetricsAddress(host: "127.0.0.1", port: 0)) { (contentType: "text/plain", body: "") }.stop()
     }
 }
