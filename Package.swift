@@ -40,12 +40,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Fake object sources for tests of the core without a network (not a test bundle itself).
+        .target(name: "TestSupport", dependencies: ["ObjectStore", "Locking"], path: "Tests/TestSupport"),
+
         .testTarget(name: "GOESCatalogTests", dependencies: ["GOESCatalog"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
         .testTarget(name: "BlockCacheTests", dependencies: ["BlockCache"]),
         .testTarget(name: "MetricsHTTPTests", dependencies: ["MetricsHTTP"]),
         .testTarget(name: "FileSystemTests", dependencies: [
-            "FileSystem", "ObjectStore", "BlockCache",
+            "FileSystem", "ObjectStore", "BlockCache", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
     ]

@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 
+import latency
 import mounts
 import report
 import workloads
@@ -35,12 +36,14 @@ def main():
     ap.add_argument("--fast", action="store_true", help="small io sizes and frame step (quick/smoke)")
     ap.add_argument("--out", help="write <out>.md and <out>.json")
     ap.add_argument("--title", default="goesfs benchmark")
+    ap.add_argument("--latency", help="RTT_MS,RATE_MBPS: run the latency mode's workloads (through the proxy)")
     args = ap.parse_args()
 
     with open(os.path.join(args.data, "manifest.json")) as f:
         manifest = json.load(f)
     ctx = workloads.Context(args.work, args.data, manifest, args.endpoint, args.access_log, args.fast)
     bucket = manifest["bucket"]
+    ctx.rtt = float(args.latency.split(",")[0]) / 1000 if args.latency else 0.0
 
     systems = []
     for name in args.systems.split(","):
@@ -88,16 +91,22 @@ def main():
                 except Exception:
                     subprocess.run(["umount", "-l", m.mnt], stderr=subprocess.DEVNULL)
 
+    scenarios, limits = workloads.SCENARIOS, workloads.limits
+    if args.latency:
+        scenarios, limits = latency.SCENARIOS, latency.lat_limits
     try:
-        lib = workloads.run_xslice(ctx.source(manifest["c02"]), count=True)
-        record("limit", {"limit_xarray_fetched_kib": lib["bytes"] / 1024})
+        if args.latency:
+            record("limit", latency.reference(ctx))
+        else:
+            lib = workloads.run_xslice(ctx.source(manifest["c02"]), count=True)
+            record("limit", {"limit_xarray_fetched_kib": lib["bytes"] / 1024})
         for rep in range(args.reps):
             print(f"== repetition {rep + 1}/{args.reps}", file=sys.stderr, flush=True)
-            attempt("limit", workloads.limits, ctx)
-            for scenario in workloads.SCENARIOS:
+            attempt("limit", limits, ctx)
+            for scenario in scenarios:
                 # Rotate the order each repetition, so no system always goes first.
                 order = systems[rep % len(systems):] + systems[:rep % len(systems)]
-                if scenario is workloads.animation and baseline:
+                if scenario in (workloads.animation, latency.lat_anim) and baseline:
                     order = order + [baseline]
                 for m in order:
                     attempt(m.name, scenario, m, ctx)
@@ -111,7 +120,7 @@ def main():
     meta = {"title": args.title, "reps": args.reps, "profile": manifest["profile"],
             "params": manifest["params"], "systems": [m.name for m in systems],
             "no_prefetch_flag": no_prefetch if baseline else None,
-            "dropped_page_cache": ctx.can_drop, "versions": report.versions(args.goesfs),
+            "dropped_page_cache": ctx.can_drop, "latency": args.latency, "versions": report.versions(args.goesfs),
             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     table = report.render(results, meta, errors)
     print(table)

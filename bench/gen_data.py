@@ -20,6 +20,12 @@ PROFILES = {
     # c02: NetCDF grid (rows, cols); anim: scans x MiB; rss: 64 files x KiB.
     "full": dict(big_mib=256, ttfb_mib=8, hour=2000, c02=(6000, 10000), anim=(48, 3), rss_kib=4096),
     "quick": dict(big_mib=16, ttfb_mib=2, hour=200, c02=(1500, 2500), anim=(8, 0.5), rss_kib=256),
+    # bench/run --latency: the issue's sizes. par: files x MiB read by 8 threads; anim_nc: C13 CONUS
+    # NetCDF scans (count, rows, cols) for the animation walk (a 500x500 slice of each).
+    "latency": dict(big_mib=256, ttfb_mib=64, hour=2000, c02=(6000, 10000), anim=(0, 0), rss_kib=0,
+                    par=(16, 32), anim_nc=(12, 1500, 2500)),
+    "latency-quick": dict(big_mib=16, ttfb_mib=4, hour=200, c02=(1500, 2500), anim=(0, 0), rss_kib=0,
+                          par=(16, 2), anim_nc=(4, 1000, 1500)),
 }
 BUCKET = "noaa-goes16"
 VERSION = 1  # bump when the layout changes, so old data is regenerated
@@ -60,7 +66,7 @@ class Writer:
         os.utime(p, (mtime.timestamp(), mtime.timestamp()))
         return key
 
-    def c02_netcdf(self, key, rows, cols, mtime):
+    def c02_netcdf(self, key, rows, cols, mtime, band=2):
         """A C02-like L1b file: Rad int16 (rows x cols) chunked 250x250, zlib; DQF; x/y coords."""
         import netCDF4
         p = self.path(key)
@@ -80,7 +86,7 @@ class Writer:
             rad.scale_factor, rad.add_offset = np.float32(0.158), np.float32(-20.3)
             rad.units, rad.long_name = "W m-2 sr-1 um-1", "ABI L1b Radiances"
             dqf = ds.createVariable("DQF", "i1", ("y", "x"), zlib=True, complevel=1, chunksizes=(250, 250))
-            for name, value in [("band_id", 2), ("t", 0.0), ("esun", 1631.3)]:
+            for name, value in [("band_id", band), ("t", 0.0), ("esun", 1631.3)]:
                 ds.createVariable(name, "f8")[...] = value
             # Smooth field + 4 bits of noise: zlib gets ~2:1, as on real radiances.
             xx = np.arange(cols, dtype=np.float32)
@@ -133,9 +139,28 @@ def generate(root, profile):
             if band == 13:
                 m["anim"].append(key)
 
+    # Latency profiles: C13 scans as real-shaped NetCDF (the walk reads a slice of each).
+    if "anim_nc" in prof:
+        count, rows, cols = prof["anim_nc"]
+        for i in range(count):
+            st = day.replace(hour=19, minute=1, second=17, microsecond=400000) + dt.timedelta(minutes=5 * i)
+            for band in range(1, 17):
+                key = hour_prefix("ABI-L1b-RadC", st) + goes_name("ABI-L1b-RadC", band, st)
+                if band == 13:
+                    m["anim"].append(w.c02_netcdf(key, rows, cols, st, band=13))
+                else:
+                    w.random_object(key, 16384, st)
+    if "par" in prof:
+        files, mib = prof["par"]
+        m["par"] = []
+        for i in range(files):
+            st = day.replace(hour=20, minute=10 * (i // 16), second=20, microsecond=700000)
+            key = hour_prefix("ABI-L1b-RadF", st) + goes_name("ABI-L1b-RadF", i % 16 + 1, st)
+            m["par"].append(w.random_object(key, mib << 20, st))
+
     # 64 files read at once for the memory workload: 16 bands x 4 full-disk scans.
     m["rss"] = []
-    for i in range(4):
+    for i in range(4 if prof["rss_kib"] else 0):
         st = day.replace(hour=16, minute=10 * i, second=20, microsecond=700000)
         for band in range(1, 17):
             key = hour_prefix("ABI-L1b-RadF", st) + goes_name("ABI-L1b-RadF", band, st)

@@ -28,6 +28,65 @@ ROWS = [
 ]
 
 
+# The latency mode (bench/run --latency): issue 11's rows and targets.
+LAT_ROWS = [
+    ("lat_seq", "cold sequential read, 256 MiB, 1 MiB reads", "MB/s", True, "8 parallel ranged curls"),
+    ("lat_seq_requests", "… requests", "count", False, None),
+    ("lat_seq_connections", "… connections used", "count", True, None),
+    ("lat_ttfb_ms", "time to first byte: open + read 1 byte, cold 64 MiB object", "ms", False, "one GET, new connection"),
+    ("lat_ttfb_requests", "… requests started before the first byte", "count", False, None),
+    ("lat_ttfb_serial", "… requests on the critical path (rounds in series)", "count", False, None),
+    ("lat_rand", "200 random 256 KiB reads in 256 MiB, cold", "MB/s", True, "serial ranged GETs, one connection"),
+    ("lat_rand_fetched_mib", "… bytes fetched (50 MiB read)", "MiB", False, None),
+    ("lat_par", "16 files × 32 MiB, 8 threads, cold", "MB/s", True, "curl, 8 parallel transfers"),
+    ("lat_par_rss_mib", "… daemon peak RSS", "MiB", False, None),
+    ("lat_par_connections", "… connections used", "count", True, None),
+    ("lat_ls_ms", "`ls -l` of 2,000 objects, cold", "ms", False, "the 2 list pages, one connection"),
+    ("lat_ls_requests", "… requests", "count", False, None),
+    ("lat_xarray_s", "xarray open + 100×100 slice, CONUS-sized C02, cold", "s", False, "same reads, local file"),
+    ("lat_xarray_kib", "… bytes fetched", "KiB", False, "bytes the library reads"),
+    ("lat_anim_s", "animation walk, C13 scans, 500×500 slice each + 50 ms step", "s", False, "goesfs --no-prefetch"),
+    ("lat_anim_mib", "… bytes fetched", "MiB", False, "goesfs --no-prefetch"),
+    ("lat_anim_lib_mib", "… bytes the library reads (local files)", "MiB", False, "library"),
+]
+
+
+def lat_target(metric, med):
+    g, lim = med.get("goesfs"), med.get("limit")
+    s3, rc = med.get("s3fs"), med.get("rclone")
+
+    def v(*conds):
+        if any(c is None for c in conds):
+            return "n/a"
+        return "PASS" if all(conds) else "MISS"
+
+    def ok(expr):
+        return None if g is None or lim is None else expr(g, lim)
+
+    if metric == "lat_seq":
+        return "≥ 0.8× curl×8, ≥ 2× s3fs", v(ok(lambda g, l: g >= 0.8 * l), None if s3 is None or g is None else g >= 2 * s3)
+    if metric == "lat_ttfb_ms":
+        return "≤ 2× one cold GET", v(ok(lambda g, l: g <= 2 * l))
+    if metric == "lat_ttfb_serial":
+        return "≤ 2", v(None if g is None else g <= 2)
+    if metric == "lat_rand":
+        best = max([p for p in (s3, rc) if p is not None], default=None)
+        return "≥ 1.5× best peer", v(None if g is None or best is None else g >= 1.5 * best)
+    if metric == "lat_par":
+        return "≥ 0.9× curl×8", v(ok(lambda g, l: g >= 0.9 * l))
+    if metric == "lat_par_rss_mib":
+        return "≤ 128 MiB", v(None if g is None else g <= 128)
+    if metric == "lat_ls_ms":
+        return "≤ 1.3× list pages", v(ok(lambda g, l: g <= 1.3 * l))
+    if metric == "lat_xarray_kib":
+        return "≤ 2× library reads", v(ok(lambda g, l: g <= 2 * l))
+    if metric == "lat_anim_s":
+        return "≥ 1.3× faster than --no-prefetch", v(ok(lambda g, l: l >= 1.3 * g))
+    if metric == "lat_anim_mib":
+        return "≤ 1.5× --no-prefetch's bytes", v(ok(lambda g, l: g <= 1.5 * l))
+    return "", ""
+
+
 def medians(results):
     return {metric: {who: statistics.median(v) for who, v in per.items() if v}
             for metric, per in results.items()}
@@ -91,7 +150,7 @@ def fmt_ratio(r):
 def render(results, meta, errors):
     med = medians(results)
     # The animation's baseline is goesfs without prefetch: shown in the limit column.
-    for metric in ("anim_s", "anim_wait_s"):
+    for metric in ("anim_s", "anim_wait_s", "lat_anim_s", "lat_anim_mib"):
         if "goesfs-noprefetch" in med.get(metric, {}):
             med[metric]["limit"] = med[metric].pop("goesfs-noprefetch")
     peers = [p for p in PEERS if p in meta["systems"]]
@@ -102,7 +161,13 @@ def render(results, meta, errors):
              f"repetition(s); page cache dropped where stated: {'yes' if meta['dropped_page_cache'] else 'NO (not root)'}.",
              "Ratios are goesfs's advantage (> 1× = goesfs better: faster, fewer bytes or less memory).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for metric, label, unit, higher, limit_what in ROWS:
+    rows, targets = (LAT_ROWS, lat_target) if meta.get("latency") else (ROWS, target)
+    if meta.get("latency"):
+        rtt, rate = meta["latency"].split(",")
+        lines[2:2] = [f"Through bench/delay_proxy: {rtt} ms RTT, {rate or 'no'} MB/s cap per connection, "
+                      "TCP handshake and slow start emulated; mounts and curls in a network namespace, "
+                      "over a veth (MTU 1500). MB = 10^6 bytes.", ""]
+    for metric, label, unit, higher, limit_what in rows:
         row_med = med.get(metric, {})
         if not row_med:
             continue
@@ -112,7 +177,7 @@ def render(results, meta, errors):
         cells.append(fmt(row_med.get("limit")))
         cells += [fmt_ratio(advantage(g, row_med.get(p), higher)) for p in peers]
         cells.append(fmt_ratio(advantage(g, row_med.get("limit"), higher)))
-        cells += list(target(metric, row_med))
+        cells += list(targets(metric, row_med))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Versions: " + "; ".join(f"{k} {v}" for k, v in meta["versions"].items()))

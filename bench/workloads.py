@@ -45,14 +45,17 @@ class Context:
                 f.write("3\n")
 
     def warm_source(self, keys):
-        """Keeps the server's side in memory, whatever a previous drop_caches did."""
+        """Drops the page cache (every step starts from it empty), then reads the server's files
+        back into memory so that the server is never the bottleneck."""
+        self.drop_caches()
         for k in keys:
             read_file(self.source(k))
 
 
 class AccessLog:
     """nginx's access log; a window between mark() and since() is one run's traffic."""
-    LINE = re.compile(r'^(\S+) (\S+) "(.*)" (\d+) (\d+) ')
+    LINE = re.compile(r'^(\S+) (\S+) "([^"]*)" (\d+) (\d+) ')
+    FULL = re.compile(r'^(\S+) (\S+) "([^"]*)" (\d+) (\d+) ([\d.]+) ([\d.]+) (\d+)')
 
     def __init__(self, path):
         self.path = path
@@ -77,6 +80,21 @@ class AccessLog:
                     out["gets"] += 1
                     out["get_bytes"] += int(size)
         return out
+
+
+    def timeline(self, offset):
+        """[(start, end, connection, kind, bytes)] of the requests logged since offset (wall clock)."""
+        out = []
+        with open(self.path) as f:
+            f.seek(offset)
+            for line in f:
+                m = self.FULL.match(line)
+                if not m:
+                    continue
+                method, _uri, args, _status, size, rt, msec, conn = m.groups()
+                kind = "LIST" if args and args != "-" else method
+                out.append((float(msec) - float(rt), float(msec), int(conn), kind, int(size)))
+        return sorted(out)
 
 
 def read_file(path, bs=MIB):
@@ -236,9 +254,9 @@ def xarray_slice(m, ctx):
         m.unmount()
 
 
-def run_xslice(path, count=False):
+def run_xslice(path, count=False, extra=()):
     # A new interpreter each time: no HDF5 or xarray state carries over between runs.
-    cmd = [sys.executable, os.path.join(HERE, "xslice.py"), path] + (["--count"] if count else [])
+    cmd = [sys.executable, os.path.join(HERE, "xslice.py"), path, *extra] + (["--count"] if count else [])
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"xslice failed: {r.stderr.strip()[-1500:]}")

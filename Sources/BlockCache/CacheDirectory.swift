@@ -152,9 +152,28 @@ public final class CacheDirectory: Sendable {
     /// else found in its place is removed, never followed or written through.
     public func openDataFile(bucket: String, key: String) throws(Failure) -> DataFile {
         let fd = try openDataFileDescriptor(bucket: bucket, key: key)
+        var st = stat()
+        fstat(fd, &st)
+        let identity = (st.st_dev, st.st_ino)
         return DataFile(descriptor: fd, path: path + "/" + CacheDirectory.relativePath(bucket: bucket, key: key)) { [self] () throws(Failure) in
-            try openDataFileDescriptor(bucket: bucket, key: key)
+            try reopenDataFile(bucket: bucket, key: key, identity: identity)
         }
+    }
+
+    /// The same data file again (its descriptor was closed while idle): never a new one. If it was
+    /// removed or replaced meanwhile, the blocks this file held are not in the file now at that name.
+    private func reopenDataFile(bucket: String, key: String, identity: (dev_t, ino_t)) throws(Failure) -> Int32 {
+        let name = CacheDirectory.dataFileName(bucket: bucket, key: key)
+        guard let folder = objectsSubfolder(name.folder) else { throw Failure("the cache folder of \(key) is gone", code: ENOENT) }
+        defer { close(folder) }
+        let fd = openat(folder, name.file, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure("cannot reopen the cache file of \(key): \(CacheDirectory.reason(errno))", code: errno) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_dev == identity.0, st.st_ino == identity.1, CacheDirectory.isPlainFile(fd) else {
+            close(fd)
+            throw Failure("the cache file of \(key) was replaced while it was open", code: ESTALE)
+        }
+        return fd
     }
 
     private func openDataFileDescriptor(bucket: String, key: String) throws(Failure) -> Int32 {

@@ -249,14 +249,11 @@ public final class CacheIndex: Sendable {
         }
     }
 
-    /// Forgets an object and all its blocks (after its data file was removed).
+    /// Forgets all blocks of an object (evicted, or changed at the source). Its row stays, so its
+    /// number is never given to another object: SQLite reuses the largest rowid once deleted, and
+    /// a download or a verified-block mark still holding the old number must not land on a new object.
     public func removeObject(id: Int64) throws(SQLiteError) {
-        try run { db throws(SQLiteError) in
-            try db.transaction { () throws(SQLiteError) in
-                try db.query("DELETE FROM blocks WHERE object_id = ?", [.integer(id)])
-                try db.query("DELETE FROM objects WHERE id = ?", [.integer(id)])
-            }
-        }
+        try run { db throws(SQLiteError) in try db.query("DELETE FROM blocks WHERE object_id = ?", [.integer(id)]) }
     }
 
     /// Forgets a block (it failed verification or its file vanished).

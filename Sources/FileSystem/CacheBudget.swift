@@ -15,18 +15,16 @@ final class CacheBudget: Sendable {
     private let index: CacheIndex
     private let openObjects: OpenObjects
     private let verified: VerifiedBlocks
-    private let cacheDirectory: String
     private let statistics: Statistics
     private let logger: Logger
     private let warnings: RateLimitedWarnings
 
-    init(limit: Int, index: CacheIndex, openObjects: OpenObjects, verified: VerifiedBlocks, cacheDirectory: String,
+    init(limit: Int, index: CacheIndex, openObjects: OpenObjects, verified: VerifiedBlocks,
          statistics: Statistics, logger: Logger) {
         self.limit = limit
         self.index = index
         self.openObjects = openObjects
         self.verified = verified
-        self.cacheDirectory = cacheDirectory
         self.statistics = statistics
         self.logger = logger
         warnings = RateLimitedWarnings(logger: logger)

@@ -12,10 +12,12 @@ final class CacheStoreHealth: Sendable {
     private let state = Locked(State())
     private let statistics: Statistics
     private let logger: Logger
+    private let warnings: RateLimitedWarnings
 
     init(statistics: Statistics, logger: Logger) {
         self.statistics = statistics
         self.logger = logger
+        warnings = RateLimitedWarnings(logger: logger)
     }
 
     /// False while storing is paused after a failure.
@@ -25,6 +27,12 @@ final class CacheStoreHealth: Sendable {
     }
 
     func storeFailed(_ error: any Error, what: String) {
+        // Only a disk that cannot take writes pauses storing for everyone; anything else (a cache
+        // file replaced under an open object, a constraint) costs just this one block or object.
+        guard CacheStoreHealth.isDiskFull(error) || CacheStoreHealth.isDiskFailure(error) else {
+            warnings.warning("could not store \(what) in the cache (\(error)); served from memory", key: "store-other")
+            return
+        }
         let now = DispatchTime.now().uptimeNanoseconds
         let first = state.withLock { s -> Bool in
             defer { s.failing = true; s.pausedUntil = now + CacheStoreHealth.pauseNanoseconds }
@@ -47,7 +55,15 @@ final class CacheStoreHealth: Sendable {
         statistics.noteEvent("caching resumed")
     }
 
+    static func isDiskFailure(_ error: any Error) -> Bool {
+        if let posix = error as? POSIXError { return [.EIO, .EROFS].contains(posix.code) }
+        if let sqlite = error as? SQLiteError { return sqlite.code & 0xff == 10 /* SQLITE_IOERR */ || sqlite.code == 8 /* READONLY */ }
+        if let failure = error as? CacheDirectory.Failure, let code = failure.code { return [ENOSPC, EDQUOT, EIO, EROFS].contains(code) }
+        return false
+    }
+
     static func isDiskFull(_ error: any Error) -> Bool {
+        if let failure = error as? CacheDirectory.Failure { return failure.code == ENOSPC || failure.code == EDQUOT }
         if let posix = error as? POSIXError { return posix.code == .ENOSPC || posix.code == .EDQUOT }
         if let sqlite = error as? SQLiteError { return sqlite.code == 13 /* SQLITE_FULL */ }
         return false

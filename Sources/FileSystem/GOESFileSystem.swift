@@ -7,7 +7,7 @@ import ObjectStore
 
 /// What the read path needs from the rest of the filesystem.
 struct ReadContext: Sendable {
-    let client: S3Client
+    let client: any ObjectSource
     let index: CacheIndex
     let pool: DownloadPool
     let statistics: Statistics
@@ -19,7 +19,6 @@ struct ReadContext: Sendable {
     let listings: ListingCache
     let changes: ChangeNotifier
     let logger: Logger
-    let cacheDirectory: String
 }
 
 /// Passes "this object changed" from the read path to whoever shows files to the kernel.
@@ -89,15 +88,15 @@ public final class GOESFileSystem: Sendable {
         case snapshot([UInt8])
     }
 
-    public init(configuration: MountConfiguration, client: S3Client, index: CacheIndex,
+    public init(configuration: MountConfiguration, client: any ObjectSource, index: CacheIndex,
                 statistics: Statistics, logger: Logger) {
         self.statistics = statistics
         let registry = OpenObjects()
         openObjects = registry
         let verified = VerifiedBlocks()
         let budget = CacheBudget(limit: configuration.cacheLimit, index: index, openObjects: registry, verified: verified,
-                                 cacheDirectory: configuration.cacheDirectory, statistics: statistics, logger: logger)
-        let diagnostics = DiagnosticsRunner(sources: client.sources.sources, bucket: configuration.buckets.first ?? "noaa-goes16",
+                                 statistics: statistics, logger: logger)
+        let diagnostics = DiagnosticsRunner(sources: client.diagnosticSources, bucket: configuration.buckets.first ?? "noaa-goes16",
                                             extra: configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
         let listings = ListingCache(client: client, index: index, logger: logger)
@@ -105,8 +104,7 @@ public final class GOESFileSystem: Sendable {
                                       statistics: statistics, budget: budget, diagnostics: diagnostics,
                                       openObjects: registry, verified: verified,
                                       storeHealth: CacheStoreHealth(statistics: statistics, logger: logger),
-                                      listings: listings, changes: changes, logger: logger,
-                                      cacheDirectory: configuration.cacheDirectory)
+                                      listings: listings, changes: changes, logger: logger)
         context = readContext
         prefetch = configuration.prefetch
         // A prefetched scan is held open (so it cannot be evicted) until all its blocks are in.

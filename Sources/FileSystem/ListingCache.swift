@@ -33,13 +33,13 @@ final class ListingCache: Sendable {
         return 60
     }
 
-    private let client: S3Client
+    private let client: any ObjectSource
     private let index: CacheIndex
     private let logger: Logger
     private let memory = Locked<[String: Entry]>([:])
     private let flights = Locked<[String: ListingFlight]>([:])
 
-    init(client: S3Client, index: CacheIndex, logger: Logger) {
+    init(client: any ObjectSource, index: CacheIndex, logger: Logger) {
         self.client = client
         self.index = index
         self.logger = logger

@@ -325,7 +325,7 @@ final class OpenObject: Sendable {
     /// Writes a block, checksums it and only then records it: a crash in between just refetches it.
     /// A cache that cannot be written (a full disk) costs nothing but the caching.
     private func store(_ block: Int, _ bytes: [UInt8]) -> StoreOutcome {
-        guard let dataFile, let recordID, context.storeHealth.mayStore else { return .unstored }
+        guard let dataFile, let recordID, context.storeHealth.mayStore, !isStale else { return .unstored }
         let range = byteRange(of: block)
         do {
             let crc = try bytes.withUnsafeBytes { raw in

@@ -1,3 +1,4 @@
+import Foundation
 import Locking
 
 /// The objects in use: with open handles, or with downloads still running (a prefetch can outlive
@@ -7,7 +8,13 @@ import Locking
 /// opened, or being written to.
 final class OpenObjects: Sendable {
     private struct Entry { let object: OpenObject; var handles: Int; var downloads: Int }
-    private let table = Locked<[String: Entry]>([:])
+    private struct Table {
+        var entries: [String: Entry] = [:]
+        /// Objects being made by `acquire` right now: in use too, so eviction cannot remove the rows
+        /// and file they are loading; a second opener waits for the first instead of making another.
+        var opening: [String: DispatchGroup] = [:]
+    }
+    private let table = Locked(Table())
 
     static func id(bucket: String, key: String) -> String { bucket + "/" + key }
 
@@ -16,26 +23,39 @@ final class OpenObjects: Sendable {
     /// lock (it opens files and the index); a racing open that made one first wins.
     func acquire(_ ref: ObjectRef, context: ReadContext) -> OpenObject {
         let id = OpenObjects.id(bucket: ref.bucket, key: ref.object.key)
-        if let shared = share(id, ref) { return shared }
-        let made = OpenObject(bucket: ref.bucket, object: ref.object, context: context)
-        return table.withLock { table in
-            if var entry = table[id], OpenObjects.matches(entry.object, ref) {
-                entry.handles += 1
-                table[id] = entry
-                return entry.object
+        while true {
+            enum Next { case shared(OpenObject), wait(DispatchGroup), make(DispatchGroup) }
+            let next = table.withLock { t -> Next in
+                if let shared = OpenObjects.share(id, ref, in: &t) { return .shared(shared) }
+                if let busy = t.opening[id] { return .wait(busy) }
+                let mine = DispatchGroup()
+                mine.enter()
+                t.opening[id] = mine
+                return .make(mine)
             }
-            table[id] = Entry(object: made, handles: 1, downloads: 0)
-            return made
+            switch next {
+            case .shared(let object):
+                return object
+            case .wait(let busy):
+                busy.wait()   // the other opener is loading the same object; then share it
+            case .make(let mine):
+                let made = OpenObject(bucket: ref.bucket, object: ref.object, context: context)
+                defer { mine.leave() }
+                return table.withLock { t in
+                    t.opening[id] = nil
+                    if let shared = OpenObjects.share(id, ref, in: &t) { return shared }
+                    t.entries[id] = Entry(object: made, handles: 1, downloads: 0)
+                    return made
+                }
+            }
         }
     }
 
-    private func share(_ id: String, _ ref: ObjectRef) -> OpenObject? {
-        table.withLock { table in
-            guard var entry = table[id], OpenObjects.matches(entry.object, ref) else { return nil }
-            entry.handles += 1
-            table[id] = entry
-            return entry.object
-        }
+    private static func share(_ id: String, _ ref: ObjectRef, in t: inout Table) -> OpenObject? {
+        guard var entry = t.entries[id], matches(entry.object, ref) else { return nil }
+        entry.handles += 1
+        t.entries[id] = entry
+        return entry.object
     }
 
     private static func matches(_ object: OpenObject, _ ref: ObjectRef) -> Bool {
@@ -51,9 +71,9 @@ final class OpenObjects: Sendable {
     /// (eviction may already have removed it).
     func downloadStarted(_ object: OpenObject) -> Bool {
         let id = OpenObjects.id(bucket: object.bucket, key: object.key)
-        return table.withLock { table in
-            guard table[id]?.object === object else { return false }
-            table[id]!.downloads += 1
+        return table.withLock { t in
+            guard t.entries[id]?.object === object else { return false }
+            t.entries[id]!.downloads += 1
             return true
         }
     }
@@ -69,15 +89,15 @@ final class OpenObjects: Sendable {
 
     /// Runs `body` with the ids of objects in use while none can be opened, closed or written.
     func whileFrozen<T>(_ body: (Set<String>) throws -> T) rethrows -> T {
-        try table.withLock { try body(Set($0.keys)) }
+        try table.withLock { t in try body(Set(t.entries.keys).union(t.opening.keys)) }
     }
 
     private func update(_ object: OpenObject, _ change: (inout Entry) -> Void) {
         let id = OpenObjects.id(bucket: object.bucket, key: object.key)
-        table.withLock { table in
-            guard var entry = table[id], entry.object === object else { return }
+        table.withLock { t in
+            guard var entry = t.entries[id], entry.object === object else { return }
             change(&entry)
-            table[id] = entry.handles <= 0 && entry.downloads <= 0 ? nil : entry
+            t.entries[id] = entry.handles <= 0 && entry.downloads <= 0 ? nil : entry
         }
     }
 }

@@ -168,3 +168,34 @@ def test_folders_do_not_claim_to_be_leaves_and_df_shows_the_cache(mount_factory)
     assert vfs.f_flag & os.ST_RDONLY
     df = subprocess.run(["df", "-B1", str(m.path)], capture_output=True, text=True, timeout=30)
     assert df.returncode == 0 and str(256 * MiB) in df.stdout, df.stdout
+
+
+def test_more_open_files_than_descriptors_all_read(request, goesfs_bin, proxy, tmp_path):
+    """With a hard limit of 1,024 descriptors (systemd's default soft limit, and here the hard one
+    too, so goesfs cannot raise it), 1,100 files held open at once all read right: data-file
+    descriptors are a bounded set, not one per open file."""
+    from tests.fixtures.goes_fixtures import GLM_HOUR
+    glm = [o for o in fixture_objects() if o.bucket == "noaa-goes16" and o.key.startswith(GLM_HOUR)]
+    assert len(glm) > 1024
+    wrapper = tmp_path / "goesfs-1024"
+    wrapper.write_text(f"#!/bin/sh\nexec prlimit --nofile=1024:1024 {goesfs_bin} \"$@\"\n")
+    wrapper.chmod(0o755)
+    m = GoesfsMount(str(wrapper), proxy.url, tmp_path / "m", "16")
+    request.node.stash.setdefault(MOUNTS_KEY, []).append(m)
+    try:
+        m.mount("--no-prefetch")
+        limits = Path(f"/proc/{m.pid}/limits").read_text() if m.pid else ""
+        assert "1024" in limits, limits
+        fds = [os.open(m.path / o.bucket / o.key, os.O_RDONLY) for o in glm]
+        try:
+            for fd, o in zip(fds, glm):
+                assert os.pread(fd, len(o.data), 0) == o.data, o.key
+            for fd, o in zip(reversed(fds), reversed(glm)):   # again, through reopened descriptors
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                assert os.pread(fd, len(o.data), 0) == o.data, o.key
+        finally:
+            for fd in fds:
+                os.close(fd)
+        assert "Too many open files" not in m.log_file.read_text()
+    finally:
+        m.unmount()
