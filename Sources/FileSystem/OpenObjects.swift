@@ -84,7 +84,7 @@ final class OpenObjects: Sendable {
 
     /// The objects in use now, with their open handles (a scan prefetch holds one too).
     func inUse() -> [(object: OpenObject, handles: Int)] {
-        table.withLock { $0.values.map { ($0.object, $0.handles) } }
+        table.withLock { $0.entries.values.map { ($0.object, $0.handles) } }
     }
 
     /// Runs `body` with the ids of objects in use while none can be opened, closed or written.
