@@ -43,9 +43,12 @@ final class ResponseSink {
     let bandwidth: BandwidthLimit?
     var progress: ((Int) -> Void)?
     /// Bytes not yet reported to `progress`: reported in batches, so eight download threads do not
-    /// queue on the statistics lock for every 16 KB chunk.
+    /// queue on the statistics lock for every 16 KB chunk, but at least every quarter second: a
+    /// slow transfer holding 256 KB back would make "In progress" lag and its ETA run long.
     var unreportedBytes = 0
     static let progressBatch = 256 << 10
+    static let progressIntervalNanoseconds: UInt64 = 250_000_000
+    var reportedAt = DispatchTime.now().uptimeNanoseconds
     /// Requests libcurl actually sent: more than one when it silently resent on a dead reused connection.
     var requestsSent = 0
     /// When the last byte (header or body) arrived, for stall detection.
@@ -66,6 +69,7 @@ final class ResponseSink {
     func flushProgress() {
         if unreportedBytes > 0 { progress?(unreportedBytes) }
         unreportedBytes = 0
+        reportedAt = DispatchTime.now().uptimeNanoseconds
     }
 
     func header(_ line: UnsafeRawBufferPointer) {
@@ -148,7 +152,8 @@ final class ResponseSink {
             UnsafeMutableRawBufferPointer(rebasing: target[received..<(received + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: chunk[..<n]))
             received += n
             unreportedBytes += n
-            if unreportedBytes >= ResponseSink.progressBatch { flushProgress() }
+            if unreportedBytes >= ResponseSink.progressBatch
+                || DispatchTime.now().uptimeNanoseconds - reportedAt >= ResponseSink.progressIntervalNanoseconds { flushProgress() }
         }
         // More than asked for (a server that ignored Range): stop the transfer, we have our bytes.
         if n < chunk.count { overflowed = true; return false }
