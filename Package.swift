@@ -24,6 +24,8 @@ let package = Package(
         .target(name: "Locking"),
         .target(name: "ObjectStore", dependencies: ["CCurl", "GOESCatalog", "Locking"]),
         .target(name: "BlockCache", dependencies: ["CSQLite", "CChecksum", "Locking"]),
+        // The tiny HTTP server behind `--metrics` (no dependency: swift-nio would slow every build).
+        .target(name: "MetricsHTTP", dependencies: ["Locking"]),
         .target(name: "FileSystem", dependencies: [
             "GOESCatalog", "ObjectStore", "BlockCache", "Locking",
             .product(name: "Logging", package: "swift-log"),
@@ -33,7 +35,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "goesfs", dependencies: [
-            "FUSEBridge", "FileSystem", "ObjectStore", "BlockCache", "GOESCatalog", "Locking",
+            "FUSEBridge", "FileSystem", "ObjectStore", "BlockCache", "GOESCatalog", "Locking", "MetricsHTTP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -44,6 +46,7 @@ let package = Package(
         .testTarget(name: "GOESCatalogTests", dependencies: ["GOESCatalog"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
         .testTarget(name: "BlockCacheTests", dependencies: ["BlockCache"]),
+        .testTarget(name: "MetricsHTTPTests", dependencies: ["MetricsHTTP"]),
         .testTarget(name: "FileSystemTests", dependencies: [
             "FileSystem", "ObjectStore", "BlockCache", "TestSupport",
             .product(name: "Logging", package: "swift-log"),

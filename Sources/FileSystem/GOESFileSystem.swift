@@ -75,6 +75,8 @@ public final class GOESFileSystem: Sendable {
     private let openObjects: OpenObjects
     private let prefetch: Bool
     private let scans: ScanPrefetcher?
+    /// Ids (`bucket/key`) of objects a scan prefetch is fetching whole, for "In progress".
+    private let scanPrefetching = Locked<Set<String>>([])
 
     private struct HandleTable {
         var next: UInt64 = 1
@@ -106,9 +108,13 @@ public final class GOESFileSystem: Sendable {
         context = readContext
         prefetch = configuration.prefetch
         // A prefetched scan is held open (so it cannot be evicted) until all its blocks are in.
+        let prefetching = scanPrefetching
         scans = configuration.prefetch ? ScanPrefetcher(listings: listings, pool: readContext.pool) { ref, done in
             let object = registry.acquire(ref, context: readContext)
+            let id = OpenObjects.id(bucket: ref.bucket, key: ref.object.key)
+            prefetching.withLock { _ = $0.insert(id) }
             object.fetchAll {
+                prefetching.withLock { _ = $0.remove(id) }
                 registry.release(object)
                 done()
             }
@@ -186,12 +192,37 @@ public final class GOESFileSystem: Sendable {
     /// The `.stats` text as it stands now.
     public func statsReport() -> String { StatsReport.text(snapshot()) }
 
-    /// The figures now, with the count of cached objects from the (local) index.
-    private func snapshot() -> Statistics.Snapshot {
+    /// `/metrics` as it stands now: the figures of `.stats.json`.
+    public func metricsText() -> String { PrometheusText.render(snapshot()) }
+
+    /// The figures now, with the count of cached objects from the (local) index and a row per
+    /// object being fetched (from the block tables: only they know what is queued).
+    func snapshot() -> Statistics.Snapshot {
         var snapshot = statistics.snapshot()
         snapshot.cachedObjects = (try? context.index.blockSummary().objects) ?? 0
+        let prefetching = scanPrefetching.withLock { $0 }
+        for (object, handles) in openObjects.inUse() {
+            let id = OpenObjects.id(bucket: object.bucket, key: object.key)
+            let blocks = object.blockSummary()
+            let activity = snapshot.activity[id]
+            let scanOnly = prefetching.contains(id) && handles <= 1
+            if !scanOnly && handles > 0 {
+                snapshot.openFiles.append(OpenFileLine(bucket: object.bucket, key: ListingRules.printable(object.key), size: object.size,
+                                                       handles: handles - (prefetching.contains(id) ? 1 : 0), present: blocks.present))
+            }
+            guard blocks.waited + blocks.ahead > 0 || (activity?.requestsInFlight ?? 0) > 0 else { continue }
+            let row = FileRow.make(activity: activity, bucket: object.bucket, key: ListingRules.printable(object.key), size: object.size,
+                                   blocks: blocks, scanPrefetch: scanOnly, now: snapshot.now)
+            statistics.notePresentShown(file: id, bytes: row.present)
+            snapshot.files.append(row)
+        }
+        snapshot.files.sort { ($0.bucket, $0.key) < ($1.bucket, $1.key) }
+        snapshot.openFiles.sort { ($0.bucket, $0.key) < ($1.bucket, $1.key) }
+        if snapshot.openFiles.count > GOESFileSystem.openFilesShown { snapshot.openFiles.removeLast(snapshot.openFiles.count - GOESFileSystem.openFilesShown) }
         return snapshot
     }
+
+    static let openFilesShown = 20
 
     /// A virtual file's content now: rendered once per open, so one reader sees one consistent snapshot.
     func render(_ file: VirtualFile) -> [UInt8] {

@@ -96,12 +96,12 @@ final class OpenObject: Sendable {
             // All blocks on disk and the file long enough: let the kernel take the bytes from it.
             let onDisk = state.withLock { s in wanted.allSatisfy { if case .present = s.table[$0] { true } else { false } } }
             if onDisk, let dataFile, dataFile.length >= end, let lease = try? dataFile.lease() {
-                context.statistics.recordRead(bytes: end - offset, fromCache: !downloaded)
+                context.statistics.recordRead(bucket: bucket, key: key, bytes: end - offset, fromCache: !downloaded)
                 return reply(.success(.fileRange(descriptor: lease.descriptor, offset: offset, length: end - offset, owner: lease)))
             }
             switch assemble(offset: offset, end: end, wanted: wanted) {
             case .success(let bytes):
-                context.statistics.recordRead(bytes: bytes.count, fromCache: !downloaded)
+                context.statistics.recordRead(bucket: bucket, key: key, bytes: bytes.count, fromCache: !downloaded)
                 reply(.success(.bytes(bytes)))
             case .failure(let problem):
                 if isRetry { return reply(.failure(problem)) }
@@ -300,7 +300,7 @@ final class OpenObject: Sendable {
         var changed = false
         do {
             let statistics = context.statistics
-            let transfer = statistics.beginTransfer(key: key, bytes: range.count)
+            let transfer = statistics.beginTransfer(bucket: bucket, key: key, objectSize: size, bytes: range.count)
             defer { statistics.endTransfer(transfer) }
             try buffer.withUnsafeMutableBytes { target in
                 try context.client.fetch(bucket: bucket, key: key, objectSize: size, etag: etag, range: range, into: target) { bytes in
@@ -310,7 +310,7 @@ final class OpenObject: Sendable {
         } catch let error as FetchError {
             failure = FSError(error)
             changed = error.category == .changed
-            context.logger.error("\(bucket)/\(key) block \(block): \(error)")
+            context.logger.error("\(bucket)/\(key) block \(block): \(error)", metadata: ["category": "\(error.category.rawValue)"])
         } catch {
             failure = .io("block \(block) of \(key): \(error)")
         }
@@ -407,6 +407,25 @@ final class OpenObject: Sendable {
 
     private func byteRange(of block: Int) -> Range<Int> {
         (block * blockSize)..<min(size, (block + 1) * blockSize)
+    }
+}
+
+extension OpenObject {
+    /// Bytes of the blocks present, and of those queued or downloading (for "In progress").
+    func blockSummary() -> BlockSummary {
+        state.withLock { s in
+            var summary = BlockSummary()
+            for (block, entry) in s.table {
+                let bytes = byteRange(of: block).count
+                switch entry {
+                case .present, .unstored: summary.present += bytes
+                case .downloading(let waiters, _) where waiters.isEmpty: summary.ahead += bytes
+                case .downloading: summary.waited += bytes
+                case .failed: break
+                }
+            }
+            return summary
+        }
     }
 }
 

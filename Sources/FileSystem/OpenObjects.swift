@@ -82,6 +82,11 @@ final class OpenObjects: Sendable {
         update(object) { $0.downloads -= 1 }
     }
 
+    /// The objects in use now, with their open handles (a scan prefetch holds one too).
+    func inUse() -> [(object: OpenObject, handles: Int)] {
+        table.withLock { $0.entries.values.map { ($0.object, $0.handles) } }
+    }
+
     /// Runs `body` with the ids of objects in use while none can be opened, closed or written.
     func whileFrozen<T>(_ body: (Set<String>) throws -> T) rethrows -> T {
         try table.withLock { t in try body(Set(t.entries.keys).union(t.opening.keys)) }

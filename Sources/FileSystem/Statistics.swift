@@ -2,77 +2,11 @@ import Foundation
 import Locking
 import ObjectStore
 
-/// The download figures behind `.stats`: every data request reports here.
+/// The download figures behind `.stats`, `.stats.json` and `/metrics`: every request reports here.
 ///
-/// One short lock per event, never held across I/O, so it can sit on the read path.
+/// One short lock per event, never held across I/O, so it can sit on the read path. Each figure is
+/// defined once, in docs/STATS-FORMAT.md.
 public final class Statistics: TransferObserver, Sendable {
-    public struct ErrorRecord: Sendable {
-        public let at: Double, category: ErrorCategory, message: String, key: String, attempt: Int, maxAttempts: Int
-    }
-    public struct AttemptRecord: Sendable {
-        public let at: Double, succeeded: Bool, bytes: Int?, seconds: Double, key: String
-    }
-
-    /// The figures at one instant; what a report renders.
-    public struct Snapshot: Sendable {
-        public var sessionID: String
-        public var hostname: String
-        public var startTime: Double
-        public var now: Double
-        public var attempts = 0
-        public var successes = 0
-        public var failures = 0
-        public var retries = 0
-        public var errorsByCategory: [ErrorCategory: Int] = [:]
-        public var totalBytes = 0
-        public var receivingSeconds = 0.0
-        public var successSeconds = 0.0
-        /// Time of all attempts plus backoff waits: the denominator of the download rate.
-        public var wallSeconds = 0.0
-        public var largest: Int?
-        public var smallest: Int?
-        public var lastSuccess: Double?
-        public var recentErrors: [ErrorRecord] = []
-        public var recentAttempts: [AttemptRecord] = []
-        /// Timestamped notes (repairs, index recovery, source demotions, diagnostics verdicts),
-        /// printed after the cache figures and in `cache.notes`; the last 20.
-        public var events: [String] = []
-        public var bytesFromCache = 0
-        public var bytesFromNetwork = 0
-        public var cachedBytes = 0
-        public var cacheLimit = 0
-        public var evictions = 0
-        public var evictedBytes = 0
-        public var repairs = 0
-        public var bytesResumed = 0
-        /// Objects with cached blocks (read from the index when a report is rendered).
-        public var cachedObjects = 0
-        public var sources: [SourceLine] = []
-        public var inFlight: [UInt64: InFlight] = [:]
-        var nextTransfer: UInt64 = 1
-    }
-
-    /// A download under way: how far it got and how fast it goes.
-    public struct InFlight: Sendable {
-        public let key: String
-        public let total: Int
-        public let started: Double
-        public var done = 0
-        /// Exponentially weighted bytes/s; nil until enough data arrived to mean something.
-        public var rate: Double?
-        var sampleStart: Double
-        var sampleBytes = 0
-
-        /// Seconds left at the smoothed rate, once there is one.
-        public var eta: Double? { rate.map { $0 > 0 ? Double(total - done) / $0 : .infinity } }
-    }
-
-    public struct SourceLine: Sendable {
-        public let name: String, attempts: Int, failures: Int
-        /// Nil while active.
-        public let demotedUntil: Double?
-    }
-
     public static let recentErrorLimit = 20
     public static let recentAttemptLimit = 50
     public static let eventLimit = 20
@@ -97,7 +31,13 @@ public final class Statistics: TransferObserver, Sendable {
             SourceLine(name: entry.source.description, attempts: entry.health.attempts, failures: entry.health.failures,
                        demotedUntil: entry.health.demotedUntil > now ? entry.health.demotedUntil : nil)
         } ?? []
-        return state.withLock { var s = $0; s.now = now; s.sources = lines; return s }
+        return state.withLock { s in
+            Statistics.pruneIdle(&s.activity, now: now)
+            var copy = s
+            copy.now = now
+            copy.sources = lines
+            return copy
+        }
     }
 
     /// Something the user should know happened (see `Snapshot.events`).
@@ -109,9 +49,10 @@ public final class Statistics: TransferObserver, Sendable {
     }
 
     /// A read was answered; `fromCache` when no block it needed had to be downloaded.
-    public func recordRead(bytes: Int, fromCache: Bool) {
+    public func recordRead(bucket: String, key: String, bytes: Int, fromCache: Bool) {
         state.withLock { s in
-            if fromCache { s.bytesFromCache += bytes } else { s.bytesFromNetwork += bytes }
+            if fromCache { s.bytesFromCache += bytes; s.reads.fromCache += 1 } else { s.bytesFromNetwork += bytes; s.reads.afterDownload += 1 }
+            s.traffic.record(bucket: bucket, key: key, bytes: bytes, fromCache: fromCache)
         }
     }
 
@@ -128,36 +69,51 @@ public final class Statistics: TransferObserver, Sendable {
         noteEvent(text)
     }
 
-    public func beginTransfer(key: String, bytes: Int) -> UInt64 {
+    /// A block download of `bytes` of an object of `objectSize` starts; returns its id.
+    public func beginTransfer(bucket: String, key: String, objectSize: Int, bytes: Int) -> UInt64 {
         let now = clock()
+        let file = bucket + "/" + key
         return state.withLock { s in
             let id = s.nextTransfer
             s.nextTransfer += 1
-            s.inFlight[id] = InFlight(key: ListingRules.printable(key), total: bytes, started: now, sampleStart: now)
+            s.transferFile[id] = file
+            if s.activity[file] == nil {
+                s.activity[file] = FileActivity(bucket: bucket, key: ListingRules.printable(key), size: objectSize, lastActivity: now)
+            }
+            s.activity[file]!.transfers[id] = 0
             return id
         }
     }
 
-    /// Folds arrivals into the smoothed rate in samples of at least 0.25 s (shorter ones are noise).
     public func transferProgress(_ id: UInt64, bytes: Int) {
         let now = clock()
         state.withLock { s in
-            guard var t = s.inFlight[id] else { return }
-            t.done += bytes
-            t.sampleBytes += bytes
-            let span = now - t.sampleStart
-            if span >= 0.25 {
-                let sample = Double(t.sampleBytes) / span
-                t.rate = t.rate.map { 0.7 * $0 + 0.3 * sample } ?? sample
-                t.sampleStart = now
-                t.sampleBytes = 0
-            }
-            s.inFlight[id] = t
+            guard let file = s.transferFile[id], var a = s.activity[file] else { return }
+            s.bytesReceived += bytes
+            s.traffic.recordFetched(bucket: a.bucket, key: a.key, bytes: bytes)
+            a.transfers[id, default: 0] += bytes
+            a.window.add(bytes, at: now)
+            a.lastActivity = now
+            s.activity[file] = a
         }
     }
 
     public func endTransfer(_ id: UInt64) {
-        _ = state.withLock { $0.inFlight.removeValue(forKey: id) }
+        let now = clock()
+        state.withLock { s in
+            guard let file = s.transferFile.removeValue(forKey: id) else { return }
+            s.activity[file]?.transfers[id] = nil
+            s.activity[file]?.lastActivity = now
+            // Also pruned here, so a mount whose report nobody reads does not keep every file it fetched.
+            if s.activity.count > Statistics.activityPruneThreshold { Statistics.pruneIdle(&s.activity, now: now) }
+        }
+    }
+
+    /// The bytes present shown for a file, never less than shown before (see `FileActivity.shownPresent`).
+    func notePresentShown(file: String, bytes: Int) {
+        state.withLock { s in
+            if let shown = s.activity[file]?.shownPresent, bytes > shown { s.activity[file]!.shownPresent = bytes }
+        }
     }
 
     public func transferResumed(key: String, keptBytes: Int) {
@@ -168,11 +124,25 @@ public final class Statistics: TransferObserver, Sendable {
         noteEvent("source \(source) failed 3 times in a row: demoted until \(Timestamp.iso(until))")
     }
 
+    public func requestFinished(kind: RequestKind, firstByteSeconds: Double?, seconds: Double) {
+        state.withLock { s in
+            s.timings[kind, default: RequestTimings()].duration.observe(seconds)
+            if let firstByteSeconds { s.timings[kind, default: RequestTimings()].firstByte.observe(firstByteSeconds) }
+        }
+    }
+
+    public func listingPageReceived(prefix: String) {
+        state.withLock { $0.listings.successes += 1 }
+    }
+
+    public func requestResent(kind: RequestKind, key: String) {
+        state.withLock { $0.resends += 1 }
+    }
+
     public func transferSucceeded(key: String, bytes: Int, seconds: Double, attempt: Int) {
         let now = clock()
         state.withLock { s in
-            s.attempts += 1
-            s.successes += 1
+            s.data.successes += 1
             s.totalBytes += bytes
             s.receivingSeconds += seconds
             s.successSeconds += seconds
@@ -189,19 +159,29 @@ public final class Statistics: TransferObserver, Sendable {
                                attempt: Int, maxAttempts: Int, retryDelay: Double?) {
         let now = clock()
         state.withLock { s in
+            func count(_ c: inout RequestCounts) {
+                c.failures += 1
+                c.errorsByCategory[error.category, default: 0] += 1
+                if retryDelay != nil { c.retries += 1 }
+            }
             if kind == .data {
-                s.attempts += 1
-                s.failures += 1
+                count(&s.data)
                 s.wallSeconds += seconds + (retryDelay ?? 0)
                 append(&s.recentAttempts, AttemptRecord(at: now, succeeded: false, bytes: nil, seconds: seconds, key: ListingRules.printable(key)),
                        limit: Statistics.recentAttemptLimit)
+            } else {
+                count(&s.listings)
             }
-            if retryDelay != nil { s.retries += 1 }
-            s.errorsByCategory[error.category, default: 0] += 1
-            append(&s.recentErrors, ErrorRecord(at: now, category: error.category, message: ListingRules.printable(error.message), key: ListingRules.printable(key),
-                                                attempt: attempt, maxAttempts: maxAttempts),
+            append(&s.recentErrors, ErrorRecord(at: now, kind: kind, category: error.category, message: ListingRules.printable(error.message),
+                                                key: ListingRules.printable(key), attempt: attempt, maxAttempts: maxAttempts),
                    limit: Statistics.recentErrorLimit)
         }
+    }
+
+    static let activityPruneThreshold = 64
+
+    private static func pruneIdle(_ activity: inout [String: FileActivity], now: Double) {
+        activity = activity.filter { !$0.value.transfers.isEmpty || now - $0.value.lastActivity < FileActivity.linger }
     }
 
     private func append<T>(_ ring: inout [T], _ item: T, limit: Int) {

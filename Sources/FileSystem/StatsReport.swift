@@ -1,14 +1,14 @@
 import Foundation
 import ObjectStore
 
-/// Renders `.stats`: the plain-text report of `shared/STATS-FORMAT.md`.
+/// Renders `.stats`: the plain-text report; every figure is defined in docs/STATS-FORMAT.md.
 public enum StatsReport {
     public static func text(_ s: Statistics.Snapshot) -> String {
         func rate(_ bytes: Int, _ seconds: Double) -> String {
             seconds > 0 ? String(format: "%.2f MB/s", Double(bytes) / seconds / 1_000_000) : "n/a"
         }
-        func count(_ c: ErrorCategory) -> Int { s.errorsByCategory[c] ?? 0 }
-        let percent = s.attempts > 0 ? String(format: " (%.1f%%)", Double(s.successes) * 100 / Double(s.attempts)) : ""
+        let d = s.data
+        let percent = d.attempts > 0 ? String(format: " (%.1f%%)", Double(d.successes) * 100 / Double(d.attempts)) : ""
         var out = """
             S3 Download Statistics:
             ---------------------
@@ -16,19 +16,27 @@ public enum StatsReport {
             Hostname: \(s.hostname)
             Start time: \(Timestamp.iso(s.startTime))
 
-            Performance Summary:
-            Total attempts: \(s.attempts)
-            Successful: \(s.successes)\(percent)
-            Failed: \(s.failures)
-            Retries: \(s.retries)
-            Not found errors: \(count(.notFound))
-            Auth errors: \(count(.auth))
-            Timeouts: \(count(.timeout))
-            Network errors: \(count(.network))
-            Server errors: \(count(.server) + count(.changed))
+            Performance Summary (data requests: ranged GETs of file bytes):
+            Total attempts: \(d.attempts)
+            Successful: \(d.successes)\(percent)
+            Failed: \(d.failures)
+            Retries: \(d.retries)
+            Not found errors: \(d.errors(.notFound))
+            Auth errors: \(d.errors(.auth))
+            Timeouts: \(d.errors(.timeout))
+            Network errors: \(d.errors(.network))
+            Server errors: \(d.errors(.server))
+            Changed at the source: \(d.errors(.changed))
+
+            Listings (ListObjectsV2 pages):
+            Listing requests: \(s.listings.attempts)
+            Listing successes: \(s.listings.successes)
+            Listing failures: \(s.listings.failures)\(categories(s.listings))
+            Listing retries: \(s.listings.retries)
+            Resent on a dead connection: \(s.resends)
 
             Download Metrics:
-            Average download time: \(s.successes > 0 ? String(format: "%.2f seconds", s.successSeconds / Double(s.successes)) : "n/a")
+            Average download time: \(d.successes > 0 ? String(format: "%.2f seconds", s.successSeconds / Double(d.successes)) : "n/a")
             Total bytes: \(s.totalBytes) bytes
             Average network speed: \(rate(s.totalBytes, s.receivingSeconds))
             Average download rate: \(rate(s.totalBytes, s.wallSeconds))
@@ -45,6 +53,8 @@ public enum StatsReport {
             Bytes served from cache: \(s.bytesFromCache) bytes
             Bytes served after download: \(s.bytesFromNetwork) bytes
             Hit ratio: \(hitRatio)
+            Bytes fetched from the network: \(s.bytesReceived) bytes
+            Saved by the cache: \(s.bytesSaved) bytes
             Bytes resumed after an interruption: \(s.bytesResumed) bytes
             Cached: \(s.cachedObjects) objects, \(ByteFormat.human(s.cachedBytes)) of \(ByteFormat.human(s.cacheLimit)) limit
             Evictions: \(s.evictions) (\(s.evictedBytes) bytes)
@@ -52,24 +62,35 @@ public enum StatsReport {
 
             """
         for note in s.events { out += note + "\n" }
+        out += "\nBy satellite and product (bytes served from cache / after download, fetched, saved):\n"
+        if s.traffic.bytes.isEmpty { out += "(none)\n" }
+        for (key, b) in s.traffic.bytes.sorted(by: { $0.key < $1.key }) {
+            out += "\(key.satellite) \(key.product): \(b.fromCache) / \(b.afterDownload), fetched \(b.fetched), saved \(b.saved)\n"
+        }
         if !s.sources.isEmpty {
-            out += "\nSources:\n"
+            out += "\nSources (attempts: data and listing requests):\n"
             for (i, source) in s.sources.enumerated() {
                 let state = source.demotedUntil.map { "demoted until \(Timestamp.iso($0))" } ?? "active"
                 out += "\(i + 1). \(source.name): \(source.attempts) attempts, \(source.failures) failures, \(state)\n"
             }
         }
         out += "\nIn progress:\n"
-        if s.inFlight.isEmpty { out += "(none)\n" }
-        for (i, t) in s.inFlight.values.sorted(by: { $0.started < $1.started }).enumerated() {
-            let speed = t.rate.map { String(format: "%.2f MB/s", $0 / 1_000_000) } ?? "estimating…"
-            let eta = t.eta.map { $0.isFinite ? String(format: "ETA %.1f s", $0) : "stalled" } ?? "ETA estimating…"
-            out += "\(i + 1). \(shortKey(t.key)): \(t.done) / \(t.total) bytes, \(speed), \(eta)\n"
+        if s.files.isEmpty { out += "(none)\n" }
+        for (i, row) in s.files.enumerated() { out += "\(i + 1). \(line(row))\n" }
+        if !s.files.isEmpty {
+            let t = s.fileTotals
+            out += "Total: \(t.files) file\(t.files == 1 ? "" : "s"), \(t.present) / \(t.size) bytes, \(speed(t.rate)), \(eta(t.eta, of: "what the rows cover"))\n"
+        }
+        out += "\nOpen now:\n"
+        if s.openFiles.isEmpty { out += "(none)\n" }
+        for (i, f) in s.openFiles.enumerated() {
+            out += "\(i + 1). \(f.bucket)/\(f.key): \(f.handles) handle\(f.handles == 1 ? "" : "s"), \(f.present) / \(f.size) bytes cached\n"
         }
         out += "\nRecent errors:\n"
         if s.recentErrors.isEmpty { out += "(none)\n" }
         for (i, e) in s.recentErrors.enumerated() {
-            out += "\(i + 1). [\(Timestamp.iso(e.at))] \(e.category.rawValue): \(e.message) (key \(e.key), attempt \(e.attempt)/\(e.maxAttempts))\n"
+            let kind = e.kind == .listing ? " (listing)" : ""
+            out += "\(i + 1). [\(Timestamp.iso(e.at))] \(e.category.rawValue)\(kind): \(e.message) (key \(e.key), attempt \(e.attempt)/\(e.maxAttempts))\n"
         }
         out += "\nRecent download attempts:\n"
         if s.recentAttempts.isEmpty { out += "(none)\n" }
@@ -82,6 +103,28 @@ public enum StatsReport {
         out += s.lastSuccess.map { String(format: "%.1f seconds", s.now - $0) } ?? "n/a"
         out += "\n"
         return out
+    }
+
+    /// One "In progress" row: `…/name: present / size bytes (pct), speed, ETA … (of what), driver`.
+    static func line(_ row: FileRow) -> String {
+        let of = row.coverage == .restOfFile ? "rest of file" : "\(row.remaining) bytes requested"
+        return "\(row.bucket)/\(shortKey(row.key)): \(row.present) / \(row.size) bytes (\(String(format: "%.1f%%", row.fraction * 100))), "
+            + "\(speed(row.rate)), \(eta(row.eta, of: of)), \(row.driver.rawValue)"
+    }
+
+    static func speed(_ rate: Double?) -> String {
+        rate.map { String(format: "%.2f MB/s", $0 / 1_000_000) } ?? "estimating…"
+    }
+
+    static func eta(_ seconds: Double?, of what: String) -> String {
+        guard let seconds else { return "ETA estimating…" }
+        return seconds.isFinite ? String(format: "ETA %.1f s", seconds) + " for the \(what)" : "stalled"
+    }
+
+    /// " (timeout 1, server 2)": the categories of failures, when there are any.
+    static func categories(_ c: RequestCounts) -> String {
+        let parts = ErrorCategory.allCases.compactMap { cat in c.errors(cat) > 0 ? "\(cat.rawValue) \(c.errors(cat))" : nil }
+        return parts.isEmpty ? "" : " (" + parts.joined(separator: ", ") + ")"
     }
 
     /// `.../<file name>`, as the desktop app printed keys.

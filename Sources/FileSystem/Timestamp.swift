@@ -1,8 +1,8 @@
 import Foundation
 
 /// UTC timestamps as the report prints them: `2026-11-28T22:55:15.123456Z`.
-enum Timestamp {
-    static func iso(_ seconds: Double) -> String {
+public enum Timestamp {
+    public static func iso(_ seconds: Double) -> String {
         let whole = Int(seconds.rounded(.down))
         let micros = Int(((seconds - Double(whole)) * 1_000_000).rounded(.down))
         let days = whole >= 0 ? whole / 86400 : (whole - 86399) / 86400

@@ -44,9 +44,12 @@ final class ResponseSink {
     let bandwidth: BandwidthLimit?
     var progress: ((Int) -> Void)?
     /// Bytes not yet reported to `progress`: reported in batches, so eight download threads do not
-    /// queue on the statistics lock for every 16 KB chunk.
+    /// queue on the statistics lock for every 16 KB chunk, but at least every quarter second: a
+    /// slow transfer holding 256 KB back would make "In progress" lag and its ETA run long.
     var unreportedBytes = 0
     static let progressBatch = 256 << 10
+    static let progressIntervalNanoseconds: UInt64 = 250_000_000
+    var reportedAt = DispatchTime.now().uptimeNanoseconds
     /// Requests libcurl actually sent: more than one when it silently resent on a dead reused connection.
     var requestsSent = 0
     /// When the last byte (header or body) arrived, for stall detection.
@@ -69,6 +72,7 @@ final class ResponseSink {
     func flushProgress() {
         if unreportedBytes > 0 { progress?(unreportedBytes) }
         unreportedBytes = 0
+        reportedAt = DispatchTime.now().uptimeNanoseconds
     }
 
     func header(_ line: UnsafeRawBufferPointer) {
@@ -162,7 +166,8 @@ final class ResponseSink {
             UnsafeMutableRawBufferPointer(rebasing: target[received..<(received + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: chunk[..<n]))
             received += n
             unreportedBytes += n
-            if unreportedBytes >= ResponseSink.progressBatch { flushProgress() }
+            if unreportedBytes >= ResponseSink.progressBatch
+                || DispatchTime.now().uptimeNanoseconds - reportedAt >= ResponseSink.progressIntervalNanoseconds { flushProgress() }
         }
         // More than asked for. From a server that ignored Range (200) that is expected: stop, we
         // have our bytes. A 206 sending more than its Content-Range said is not to be trusted.
@@ -223,6 +228,9 @@ struct TransferOutcome {
     /// Requests sent beyond the first (libcurl's silent resends), each a failed attempt of its own.
     var silentResends: Int
     var phases = PhaseTimings()
+
+    /// Seconds to the first response byte; nil when no response came.
+    var firstByteSeconds: Double? { status > 0 && phases.firstByte > 0 ? phases.firstByte : nil }
 }
 
 /// Where the time of one request went, cumulative from its start (libcurl's timing info).

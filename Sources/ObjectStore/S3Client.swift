@@ -71,7 +71,8 @@ public final class S3Client: Sendable {
                 let outcome = handles.withHandle {
                     $0.get(HTTPRequest(url: url, bodyLimit: ListingLimits.maxPageBytes), timeouts: timeouts)
                 }
-                reportSilentResends(outcome, kind: .listing, key: prefix, attempt: attempt)
+                reportSilentResends(outcome, kind: .listing, key: prefix, attempt: attempt, source: source)
+                observer.requestFinished(kind: .listing, firstByteSeconds: outcome.firstByteSeconds, seconds: outcome.seconds)
                 try S3Client.check(outcome)
                 if outcome.bodyTooLarge {
                     throw FetchError(category: .server, message: "a listing page of \(label) is over \(ListingLimits.maxPageBytes >> 20) MiB: refused")
@@ -83,6 +84,7 @@ public final class S3Client: Sendable {
                 if page.isTruncated && page.continuationToken == nil {
                     throw FetchError(category: .server, message: "a listing page of \(label) says more follow but gives no continuation token")
                 }
+                observer.listingPageReceived(prefix: prefix)
                 return page
             }
             listing.commonPrefixes += page.listing.commonPrefixes
@@ -115,7 +117,8 @@ public final class S3Client: Sendable {
             let request = HTTPRequest(url: url, range: (range.lowerBound + done)..<range.upperBound, target: rest,
                                       ifMatch: etag.isEmpty ? nil : etag, expectedTotal: objectSize)
             let outcome = handles.withHandle { $0.get(request, timeouts: timeouts, progress: progress) }
-            reportSilentResends(outcome, kind: .data, key: key, attempt: attempt)
+            reportSilentResends(outcome, kind: .data, key: key, attempt: attempt, source: source)
+            observer.requestFinished(kind: .data, firstByteSeconds: outcome.firstByteSeconds, seconds: outcome.seconds)
             if (200..<300).contains(outcome.status), !etag.isEmpty, let sent = outcome.etag, ETag.normalized(sent) != ETag.normalized(etag) {
                 throw FetchError(category: .changed, message: "the object changed at the source: ETag \(ListingRules.printable(sent)), listed \(ListingRules.printable(etag))")
             }
@@ -174,9 +177,11 @@ public final class S3Client: Sendable {
     }
 
     /// libcurl resends a request by itself when a reused connection turns out dead before any
-    /// response byte; each such send is an attempt that failed, and `.stats` must count it.
-    private func reportSilentResends(_ outcome: TransferOutcome, kind: RequestKind, key: String, attempt: Int) {
+    /// response byte; each such send reached the source and failed: an attempt `.stats` must count.
+    private func reportSilentResends(_ outcome: TransferOutcome, kind: RequestKind, key: String, attempt: Int, source: Source) {
         for _ in 0..<outcome.silentResends {
+            sources.resent(source)
+            observer.requestResent(kind: kind, key: key)
             observer.transferFailed(kind: kind, key: key,
                                     error: FetchError(category: .network, message: "connection closed before any response; resent at once"),
                                     seconds: 0, attempt: attempt, maxAttempts: retry.maxAttempts, retryDelay: 0)

@@ -59,6 +59,16 @@ public final class SourcePool: Sendable {
         }
     }
 
+    /// libcurl sent an attempt again by itself (a reused connection was dead): the source got one
+    /// more request, and it failed; never a demotion (the next send usually works).
+    public func resent(_ source: Source) {
+        guard let index = sources.firstIndex(of: source) else { return }
+        health.withLock { h in
+            h[index].attempts += 1
+            h[index].failures += 1
+        }
+    }
+
     public func snapshot() -> [(source: Source, health: Health)] {
         let h = health.withLock { $0 }
         return Array(zip(sources, h))

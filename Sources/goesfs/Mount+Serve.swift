@@ -4,6 +4,7 @@ import FileSystem
 import Foundation
 import FUSEBridge
 import Logging
+import MetricsHTTP
 import ObjectStore
 
 extension Mount {
@@ -14,10 +15,15 @@ extension Mount {
             throw ExitCode.failure
         }
         let level: Logger.Level = debug ? .debug : .info
+        let format = logFormat
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            switch format {
+            case .json: return JSONLogHandler(logLevel: level, label: label)
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
         let logger = Logger(label: "goesfs")
         let descriptors = DescriptorLimit.raiseToHardLimit() // logged once the cache is open: a refusal stays one line
@@ -27,7 +33,7 @@ extension Mount {
         let client = S3Client(sources: pool, retry: RetryPolicy(maxAttempts: retries, deadline: readTimeout),
                               maxConnections: maxConnections,
                               bandwidth: maxBandwidth.flatMap(ByteSize.parse).map(BandwidthLimit.init(bytesPerSecond:)),
-                              observer: statistics)
+                              observer: LoggingObserver(statistics: statistics, logger: logger))
         let lock: CacheLock
         let index: CacheIndex
         do {
@@ -50,6 +56,22 @@ extension Mount {
         let fileSystem = GOESFileSystem(
             configuration: configuration,
             client: client, index: index, statistics: statistics, logger: logger)
+        let metricsServer: MetricsServer?
+        do {
+            metricsServer = try metricsAddress().map { address throws in
+                try MetricsServer(address: address) { (PrometheusText.contentType, fileSystem.metricsText()) }
+            }
+        } catch {
+            Daemon.reportFailure("\(error)")
+            throw ExitCode.failure
+        }
+        // Stopped once the session is over, whichever way it ends.
+        defer { metricsServer?.stop() }
+        if let metricsServer {
+            metricsServer.start()
+            let exposed = metricsServer.address.isLoopback ? "" : " (not loopback: anyone who can reach this address can read it)"
+            logger.info("metrics at http://\(metricsServer.address)/metrics\(exposed)")
+        }
         let bridge = FUSEBridge(fileSystem: fileSystem, ownership: options.ownership, logger: logger)
         let session = MountSession(mountpoint: mountpoint, options: options.forLibfuse)
         var hooks = MountSession.Hooks()

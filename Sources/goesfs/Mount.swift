@@ -5,7 +5,10 @@ import Foundation
 import FUSEBridge
 import GOESCatalog
 import Logging
+import MetricsHTTP
 import ObjectStore
+
+enum LogFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
 
 struct Mount: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -52,6 +55,12 @@ struct Mount: ParsableCommand {
     @Option(help: "Write the log here (default when in the background: <cache-dir>/goesfs.log).")
     var logFile: String?
 
+    @Option(help: "The log's format: text, or json (one event per line, for journald and log shippers).")
+    var logFormat: LogFormat = .text
+
+    @Option(help: "Serve Prometheus metrics at http://ADDRESS:PORT/metrics; PORT alone means 127.0.0.1. Off by default; any other address must be given explicitly, as a number (0.0.0.0: every interface).")
+    var metrics: String?
+
     @Option(help: "A TOML file of mount settings; keys mirror these flags (cache_size = \"20G\"). Flags win.")
     var config: String?
 
@@ -76,6 +85,7 @@ struct Mount: ParsableCommand {
             throw CLIError("--cache-size must be a size such as 500M or 20G (digits with K, M, G, T or P, less than 8 EiB), not '\(cacheSize)'")
         }
         // Bounds, so no later conversion of a number (to milliseconds, to a count of handles) can trap.
+        _ = try metricsAddress()
         guard (1...4096).contains(maxConnections) else { throw CLIError("--max-connections must be between 1 and 4096, not \(maxConnections)") }
         guard (1...1000).contains(retries) else { throw CLIError("--retries must be between 1 and 1000, not \(retries)") }
         guard readTimeout.isFinite, readTimeout > 0, readTimeout <= 86_400 else {
@@ -98,6 +108,11 @@ struct Mount: ParsableCommand {
             try Daemon.start(arguments: CommandLine.arguments + ["--foreground"] + (logFile == nil ? ["--log-file", log] : []),
                              logFile: log, mountpoint: mountpoint)
         }
+    }
+
+    /// Where `/metrics` listens, if it is on (`MetricsAddress` says which addresses are accepted).
+    func metricsAddress() throws -> MetricsAddress? {
+        do { return try metrics.map { text throws(MetricsError) in try MetricsAddress(parsing: text) } } catch { throw CLIError(error.description) }
     }
 
     /// `--source` URLs in order, else `--endpoint` (or its environment variable); empty means the public defaults.

@@ -11,7 +11,7 @@ struct Stats: ParsableCommand {
     @Flag(help: "Print .stats.json instead of the text report.")
     var json = false
 
-    @Flag(help: "Redraw a live view with a progress bar per download until interrupted.")
+    @Flag(help: "Redraw a live view with a progress bar per file being fetched until interrupted.")
     var watch = false
 
     @Option(help: "Seconds between redraws with --watch.")
@@ -26,21 +26,27 @@ struct Stats: ParsableCommand {
 
     func run() throws {
         guard watch else {
-            print(try read(json ? ".stats.json" : ".stats"), terminator: "")
+            guard let text = read(json ? ".stats.json" : ".stats") else { throw notAMount }
+            print(text, terminator: "")
             return
         }
+        guard read(".stats.json") != nil else { throw notAMount }
         let terminal = isatty(STDOUT_FILENO) == 1
         var drawn = 0
         while count.map({ drawn < $0 }) ?? true {
-            let data = Data(try read(".stats.json").utf8)
-            let report = try JSONDecoder.snakeCase.decode(WatchReport.self, from: data)
             let width = terminal ? terminalWidth() : 80
-            let lines = WatchView.lines(report, width: width).map {
-                $0.replacingOccurrences(of: " +$", with: "", options: .regularExpression)
+            let lines: [String]
+            switch fetchReport() {
+            case .report(let report): lines = WatchView.lines(report, width: width)
+            case .unreadable(let why): lines = ["goesfs: the report could not be read (\(why)); trying again"]
+            case .gone:
+                Console.output((terminal ? "\u{1B}[H\u{1B}[J" : "") + "goesfs: \(mountpoint) is not mounted any more; stopped watching\n")
+                throw ExitCode.failure
             }
+            let trimmed = lines.map { $0.replacingOccurrences(of: " +$", with: "", options: .regularExpression) }
             // On a terminal: home, then each line cleared to its end, then the rest of the screen (no flicker).
-            let frame = terminal ? "\u{1B}[H" + lines.map { $0 + "\u{1B}[K" }.joined(separator: "\n") + "\n\u{1B}[J"
-                                 : lines.joined(separator: "\n") + "\n\n"
+            let frame = terminal ? "\u{1B}[H" + trimmed.map { $0 + "\u{1B}[K" }.joined(separator: "\n") + "\n\u{1B}[J"
+                                 : trimmed.joined(separator: "\n") + "\n\n"
             Console.output(frame)
             drawn += 1
             if count.map({ drawn >= $0 }) ?? false { break }
@@ -48,12 +54,39 @@ struct Stats: ParsableCommand {
         }
     }
 
-    private func read(_ name: String) throws -> String {
-        let path = URL(fileURLWithPath: mountpoint).appendingPathComponent(name).path
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw CLIError("cannot read \(path): is \(mountpoint) a goesfs mount?")
+    private enum Fetched { case report(WatchReport), unreadable(String), gone }
+
+    /// The report now. A read can be cut or torn (the mount going away mid-read, a signal), so a
+    /// document that does not decode is read again a few times before the frame says so.
+    private func fetchReport() -> Fetched {
+        var why = ""
+        for attempt in 0..<4 {
+            if attempt > 0 { Thread.sleep(forTimeInterval: 0.05 * Double(attempt)) }
+            guard let text = read(".stats.json") else {
+                if !isMounted() { return .gone }
+                why = "cannot read \(mountpoint)/.stats.json: \(String(cString: strerror(errno)))"
+                continue
+            }
+            do { return .report(try JSONDecoder.snakeCase.decode(WatchReport.self, from: Data(text.utf8))) } catch {
+                why = text.isEmpty ? "empty read" : "not a complete report (\(text.utf8.count) bytes)"
+            }
         }
-        return text
+        return .unreadable(why)
+    }
+
+    private var notAMount: CLIError {
+        CLIError("cannot read \(URL(fileURLWithPath: mountpoint).appendingPathComponent(".stats").path): is \(mountpoint) a goesfs mount?")
+    }
+
+    private func read(_ name: String) -> String? {
+        try? String(contentsOfFile: URL(fileURLWithPath: mountpoint).appendingPathComponent(name).path, encoding: .utf8)
+    }
+
+    /// Whether a goesfs mount still answers at the mountpoint (a dead one says ENOTCONN; an
+    /// unmounted folder has no `.stats.json`).
+    private func isMounted() -> Bool {
+        var info = stat()
+        return stat(URL(fileURLWithPath: mountpoint).appendingPathComponent(".stats.json").path, &info) == 0
     }
 
     private func terminalWidth() -> Int {
@@ -62,56 +95,10 @@ struct Stats: ParsableCommand {
     }
 }
 
-/// The parts of `.stats.json` the live view shows.
-struct WatchReport: Decodable {
-    struct Transfer: Decodable { let key: String; let bytesDone: Int; let bytesTotal: Int; let speed: Double?; let etaSeconds: Double? }
-    struct Performance: Decodable { let totalAttempts: Int; let successful: Int; let failed: Int; let retries: Int }
-    struct Download: Decodable { let totalBytes: Int; let averageNetworkSpeed: Double? }
-    let performance: Performance
-    let download: Download
-    let inProgress: [Transfer]
-}
-
 extension JSONDecoder {
     static var snakeCase: JSONDecoder {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         return decoder
-    }
-}
-
-/// Renders the live view: a bar per download in flight and a total bar.
-enum WatchView {
-    static func lines(_ r: WatchReport, width: Int) -> [String] {
-        var lines = ["goesfs: \(r.performance.totalAttempts) attempts, \(r.performance.successful) ok, "
-                     + "\(r.performance.failed) failed, \(r.performance.retries) retries, \(r.download.totalBytes) bytes"]
-        if r.inProgress.isEmpty {
-            lines.append("no downloads in progress")
-            return lines
-        }
-        let done = r.inProgress.reduce(0) { $0 + $1.bytesDone }, total = r.inProgress.reduce(0) { $0 + $1.bytesTotal }
-        let speeds = r.inProgress.compactMap(\.speed)
-        let speed: Double? = speeds.isEmpty ? nil : speeds.reduce(0, +)
-        for t in r.inProgress {
-            let name = String(t.key.split(separator: "/").last ?? Substring(t.key))
-            lines.append(bar(label: name, done: t.bytesDone, total: t.bytesTotal, speed: t.speed, eta: t.etaSeconds, width: width))
-        }
-        let eta = speed.flatMap { $0 > 0 ? Double(total - done) / $0 : nil }
-        let count = r.inProgress.count == 1 ? "1 download" : "\(r.inProgress.count) downloads"
-        lines.append(bar(label: "total (\(count))", done: done, total: total, speed: speed, eta: eta, width: width))
-        return lines
-    }
-
-    static func bar(label: String, done: Int, total: Int, speed: Double?, eta: Double?, width: Int) -> String {
-        let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 0
-        let tail = String(format: " %3.0f%% ", fraction * 100)
-            + (speed.map { String(format: "%.2f MB/s", $0 / 1e6) } ?? "estimating…")
-            + (eta.map { String(format: " ETA %.0fs", $0) } ?? "")
-        let labelWidth = min(40, max(10, width / 3))
-        let shortLabel = label.count > labelWidth ? "…" + label.suffix(labelWidth - 1) : label.padding(toLength: labelWidth, withPad: " ", startingAt: 0)
-        let tailWidth = 34 // fixed, so every bar has the same length
-        let barWidth = max(10, width - labelWidth - tailWidth - 4)
-        let filled = Int(fraction * Double(barWidth))
-        return shortLabel + " [" + String(repeating: "#", count: filled) + String(repeating: "-", count: barWidth - filled) + "]" + tail.padding(toLength: max(tail.count, tailWidth), withPad: " ", startingAt: 0)
     }
 }

@@ -22,8 +22,9 @@ final class StatsReportTests: XCTestCase {
         clock.now += 2
         let text = StatsReport.text(stats.snapshot())
         for line in ["Session ID: 1764370330-4567", "Hostname: dev-machine.local", "Start time: 2025-11-28T22:52:10.000000Z",
-                     "Total attempts: 4", "Successful: 2 (50.0%)", "Failed: 2", "Retries: 2", "Not found errors: 1",
-                     "Auth errors: 0", "Timeouts: 1", "Network errors: 0", "Server errors: 1",
+                     "Total attempts: 4", "Successful: 2 (50.0%)", "Failed: 2", "Retries: 1", "Not found errors: 1",
+                     "Auth errors: 0", "Timeouts: 0", "Network errors: 0", "Server errors: 1", "Changed at the source: 0",
+                     "Listing requests: 1", "Listing successes: 0", "Listing failures: 1 (timeout 1)", "Listing retries: 1",
                      "Average download time: 1.00 seconds", "Total bytes: 5931136 bytes", "Average network speed: 2.97 MB/s",
                      "Largest file: 4882560 bytes", "Smallest file: 1048576 bytes", "Total runtime: 3.0 seconds",
                      "1. [2025-11-28T22:52:11.000000Z] server: server busy or failing: HTTP 503 (SlowDown); retrying with backoff (key ABI/b.nc, attempt 1/5)",
@@ -66,18 +67,57 @@ final class StatsReportTests: XCTestCase {
         XCTAssertEqual(json["schema_version"] as? Int, 1)
     }
 
-    func testInProgressShowsAnETAOnlyOnceARateIsKnown() {
+    func testAFileRowShowsSpeedAfterHalfASecondAndAnETAOnlyOnceStable() {
         let clock = FakeClock()
         let stats = Statistics(sessionID: "s", hostname: "h", clock: { clock.now })
-        let id = stats.beginTransfer(key: "ABI/x.nc", bytes: 1_000_000)
+        let id = stats.beginTransfer(bucket: "noaa-goes16", key: "ABI/x.nc", objectSize: 4_000_000, bytes: 1_000_000)
+        func row(_ blocks: BlockSummary) -> FileRow {
+            let s = stats.snapshot()
+            let made = FileRow.make(activity: s.activity["noaa-goes16/ABI/x.nc"], bucket: "noaa-goes16", key: "ABI/x.nc",
+                                    size: 4_000_000, blocks: blocks, scanPrefetch: false, now: s.now)
+            stats.notePresentShown(file: "noaa-goes16/ABI/x.nc", bytes: made.present)  // as GOESFileSystem.snapshot does
+            return made
+        }
         stats.transferProgress(id, bytes: 1000)
-        XCTAssertTrue(StatsReport.text(stats.snapshot()).contains("1. .../x.nc: 1000 / 1000000 bytes, estimating…, ETA estimating…\n"))
-        clock.now += 0.5
-        stats.transferProgress(id, bytes: 99_000)
-        // 100000 bytes in 0.5 s: 0.20 MB/s, 900000 bytes left: 4.5 s.
-        XCTAssertTrue(StatsReport.text(stats.snapshot()).contains("1. .../x.nc: 100000 / 1000000 bytes, 0.20 MB/s, ETA 4.5 s\n"),
-                      StatsReport.text(stats.snapshot()))
+        let first = row(BlockSummary(present: 0, waited: 1_000_000, ahead: 0))
+        XCTAssertNil(first.rate)
+        XCTAssertEqual(StatsReport.line(first), "noaa-goes16/.../x.nc: 1000 / 4000000 bytes (0.0%), estimating…, ETA estimating…, reader")
+        clock.now += 1
+        stats.transferProgress(id, bytes: 199_000)
+        // 200000 bytes in 1 s: a speed, but no ETA before 2 s of data.
+        let early = row(BlockSummary(present: 0, waited: 1_000_000, ahead: 0))
+        XCTAssertEqual(early.rate, 200_000)
+        XCTAssertNil(early.eta)
+        clock.now += 1
+        stats.transferProgress(id, bytes: 200_000)
+        // A reader waiting for one block: the ETA is of what is still to come of that block.
+        let asked = row(BlockSummary(present: 0, waited: 1_000_000, ahead: 0))
+        XCTAssertEqual(asked.coverage, .requestedBlocks)
+        XCTAssertEqual(asked.remaining, 600_000)
+        XCTAssertEqual(asked.eta ?? 0, 3, accuracy: 1e-9)
+        XCTAssertEqual(StatsReport.line(asked),
+                       "noaa-goes16/.../x.nc: 400000 / 4000000 bytes (10.0%), 0.20 MB/s, ETA 3.0 s for the 600000 bytes requested, reader")
+        // Readahead running: the reader goes through the file in order, so the ETA is of the rest of it.
+        let streaming = row(BlockSummary(present: 0, waited: 1_000_000, ahead: 2_000_000))
+        XCTAssertEqual(streaming.coverage, .restOfFile)
+        XCTAssertEqual(streaming.eta ?? 0, 18, accuracy: 1e-9)
+        XCTAssertEqual(streaming.driver, .readerAndReadahead)
+        // Between its last byte and its index row a block is in neither count: the bar never steps back.
         stats.endTransfer(id)
-        XCTAssertTrue(StatsReport.text(stats.snapshot()).contains("In progress:\n(none)\n"))
+        XCTAssertEqual(row(BlockSummary(present: 0, waited: 0, ahead: 2_000_000)).present, 400_000)
+    }
+
+    func testProductTrafficIsCappedAndKeysThatAreNoProductCountAsOther() {
+        var traffic = ProductTraffic()
+        traffic.record(bucket: "noaa-goes16", key: "ABI-L1b-RadC/2023/066/14/a.nc", bytes: 10, fromCache: true)
+        traffic.record(bucket: "noaa-goes16", key: "ABI-L1b-RadC/2023/066/14/b.nc", bytes: 5, fromCache: false)
+        traffic.record(bucket: "noaa-goes18", key: "weird\u{1}name/x", bytes: 1, fromCache: true)
+        traffic.record(bucket: "some-bucket", key: "top-level-file.nc", bytes: 2, fromCache: true)
+        for i in 0..<100 { traffic.record(bucket: "noaa-goes16", key: "P\(i)/x", bytes: 1, fromCache: true) }
+        XCTAssertEqual(traffic.bytes[.init(satellite: "goes16", product: "ABI-L1b-RadC")], .init(fromCache: 10, afterDownload: 5))
+        XCTAssertEqual(traffic.bytes[.init(satellite: "goes18", product: "other")]?.fromCache, 1)
+        XCTAssertEqual(traffic.bytes[.init(satellite: "other", product: "other")]?.fromCache, 2)
+        XCTAssertLessThanOrEqual(Set(traffic.bytes.keys.map(\.product)).count, ProductTraffic.productLimit + 1)
+        XCTAssertEqual(traffic.bytes.values.reduce(0) { $0 + $1.fromCache + $1.afterDownload }, 118)
     }
 }

@@ -135,7 +135,7 @@ def test_stats_counts_match_the_proxy_log(mount_factory, proxy):
         "Total attempts": len(gets), "Successful": len(gets) - 4, "Failed": 4,
         "Retries": 3,  # the two 503s and the cut; a 404 is not retried
         "Not found errors": 1, "Auth errors": 0, "Timeouts": 0,
-        "Network errors": 1, "Server errors": 2,
+        "Network errors": 1, "Server errors": 2, "Changed at the source": 0,
     }
     assert counts(text) == expected, f"proxy saw {log}\n{text}"
     assert {n: doc["performance"][k] for n, k in JSON_COUNT_NAMES.items()} == expected, doc
@@ -209,11 +209,11 @@ def test_in_progress_estimates_before_showing_speed_and_eta(mount_factory, proxy
     with reading_in_background(path_of(m, obj)):
         first = wait_for(lines, 20, "a line in In progress", interval=0.01)
         assert all("estimating…" in l for l in first), first
-        speed = re.compile(r"\d+ / \d+ bytes, [\d.]+ MB/s, ETA [\d.]+ s$")
-        wait_for(lambda: any(speed.search(l) for l in lines()), 20,
+        speed = re.compile(r"\d+ / \d+ bytes \([\d.]+%\), [\d.]+ MB/s, ETA [\d.]+ s for the (rest of file|\d+ bytes requested), ")
+        wait_for(lambda: any(speed.search(l) for l in lines()), 30,
                  lambda: f"a speed and ETA, last: {lines()}")
-        seen = wait_for(lambda: [p for p in downloading(m) if p["speed"]], 20, "a JSON speed")
-        assert all(p["speed"] > 0 and p["eta_seconds"] is not None for p in seen), seen
+        seen = wait_for(lambda: [p for p in downloading(m) if p["eta_seconds"] is not None], 20, "a JSON ETA")
+        assert all(p["speed"] > 0 and p["eta_of"] in ("rest_of_file", "requested_blocks") for p in seen), seen
 
 
 # --- 4. network diagnostics ---------------------------------------------------

@@ -1,17 +1,19 @@
-"""Parsing the `.stats` text report (format: ../shared/STATS-FORMAT.md) for tests."""
+"""Parsing the `.stats` text report (every figure: docs/STATS-FORMAT.md) for tests."""
 
 from __future__ import annotations
 
 import re
 
 COUNT_NAMES = ("Total attempts", "Successful", "Failed", "Retries", "Not found errors",
-               "Auth errors", "Timeouts", "Network errors", "Server errors")
+               "Auth errors", "Timeouts", "Network errors", "Server errors", "Changed at the source")
 # The same figures in .stats.json's "performance" object.
 JSON_COUNT_NAMES = dict(zip(COUNT_NAMES, (
     "total_attempts", "successful", "failed", "retries", "not_found_errors",
-    "auth_errors", "timeouts", "network_errors", "server_errors")))
+    "auth_errors", "timeouts", "network_errors", "server_errors", "changed_errors")))
+LISTING_NAMES = ("Listing requests", "Listing successes", "Listing failures", "Listing retries")
 
-IN_PROGRESS_LINE = re.compile(r"^\d+\. (?P<key>.+): (?P<done>\d+) / (?P<total>\d+) bytes, (?P<rest>.+)$")
+IN_PROGRESS_LINE = re.compile(r"^\d+\. (?P<key>.+): (?P<done>\d+) / (?P<total>\d+) bytes "
+                              r"\((?P<percent>[\d.]+)%\), (?P<rest>.+)$")
 
 
 def field(text: str, name: str) -> str:
@@ -45,7 +47,7 @@ def section(text: str, title: str) -> list[str]:
 
 def in_progress(text: str) -> list[re.Match]:
     """The In progress lines as matches (key, done, total, rest = speed and ETA)."""
-    lines = [l for l in section(text, "In progress") if l != "(none)"]
+    lines = [l for l in section(text, "In progress") if re.match(r"\d+\. ", l)]
     matches = [IN_PROGRESS_LINE.match(l) for l in lines]
     assert all(matches), f"unparsable In progress lines: {lines}"
     return matches
@@ -64,6 +66,8 @@ def check_consistent(text: str) -> None:
     assert c["Successful"] + c["Failed"] == c["Total attempts"], c
     failures = sum(c[n] for n in COUNT_NAMES[4:])
     assert failures == c["Failed"], c
+    listings = {n: count(text, n) for n in LISTING_NAMES}
+    assert listings["Listing successes"] + listings["Listing failures"] == listings["Listing requests"], listings
     for m in in_progress(text):
         assert int(m["done"]) <= int(m["total"]), m[0]
     assert "Time since last successful download:" in text.splitlines()[-1], text[-300:]
