@@ -317,7 +317,9 @@ def lat_limits(ctx):
     for k in m["par"]:
         cmd += ["-o", "/dev/null", url + quote(k)]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    r = subprocess.run(cmd, capture_output=True, text=True)   # -Z prints a progress meter even with -s
+    if r.returncode:
+        raise RuntimeError(f"curl -Z failed: {r.stderr.strip()[-500:]}")
     total = sum(os.path.getsize(ctx.source(k)) for k in m["par"])
     out["limit_lat_par"] = total / MB / (time.perf_counter() - t0)
     # ls -l: the 2 ListObjectsV2 pages on one new connection

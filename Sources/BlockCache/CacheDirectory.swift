@@ -69,7 +69,29 @@ public final class CacheDirectory: Sendable {
             close(fd)
             throw Failure("the cache directory \(path) is writable by others (mode \(String(st.st_mode & 0o7777, radix: 8))); run chmod go-w on it or use another")
         }
+        if let unsafe = CacheDirectory.unsafeAncestor(of: path) {
+            close(fd)
+            throw Failure("the cache directory \(path) lies under \(unsafe), which another user could rename it out of (it is theirs, or writable by others without the sticky bit); use a directory whose parents belong to you or root")
+        }
         descriptor = fd
+    }
+
+    /// The first folder above `path` that someone else could swap `path` out of: the index is
+    /// opened by name (SQLite), so every parent must belong to root or us, and be writable by
+    /// others only with the sticky bit (as /tmp is, where only an entry's owner may rename it).
+    static func unsafeAncestor(of path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        var folder = (String(cString: resolved) as NSString).deletingLastPathComponent
+        while true {
+            var st = stat()
+            guard lstat(folder, &st) == 0 else { return folder }
+            let owned = st.st_uid == 0 || st.st_uid == geteuid()
+            let writableByOthers = st.st_mode & 0o022 != 0
+            if !owned || (writableByOthers && st.st_mode & S_ISVTX == 0) { return folder }
+            if folder == "/" || folder.isEmpty { return nil }
+            folder = (folder as NSString).deletingLastPathComponent
+        }
     }
 
     deinit { close(descriptor) }

@@ -142,6 +142,10 @@ public final class CacheIndex: Sendable {
         defer { connection.close() }
         try connection.execute("PRAGMA journal_mode=WAL")
         let version = try connection.query("PRAGMA user_version").first?.first?.int ?? 0
+        // A newer goesfs's index may mean something else by the same rows: never misread it.
+        guard version <= CacheIndex.schemaVersion else {
+            throw SQLiteError(code: SQLITE_CANTOPEN, message: "the cache index was written by a newer goesfs (schema \(version), this one knows \(CacheIndex.schemaVersion)): use that goesfs, or another --cache-dir")
+        }
         guard version < CacheIndex.schemaVersion else { return nil }
         if version < 1 {
             try connection.execute("""

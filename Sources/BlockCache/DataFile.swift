@@ -18,13 +18,19 @@ public final class DataFile: Sendable {
     private let state: Locked<State>
     private let pool: DataFileDescriptors
 
-    private struct State { var descriptor: Int32; var pins = 0 }
+    private struct State {
+        var descriptor: Int32
+        var pins = 0
+        /// The file's change time after our own last write: another value means someone else wrote.
+        var knownChange: timespec?
+    }
 
     init(descriptor: Int32, path: String, pool: DataFileDescriptors = .shared, reopen: @escaping @Sendable () throws -> Int32) {
         self.path = path
         self.reopen = reopen
         self.pool = pool
-        state = Locked(State(descriptor: descriptor))
+        var st = stat()
+        state = Locked(State(descriptor: descriptor, knownChange: fstat(descriptor, &st) == 0 ? st.st_ctim : nil))
         pool.opened(self)
     }
 
@@ -89,7 +95,38 @@ public final class DataFile: Sendable {
                 if n < 0 { if errno == EINTR { continue }; throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
                 done += n
             }
+            noteOwnChange(descriptor)
         }
+    }
+
+    private func noteOwnChange(_ descriptor: Int32) {
+        var st = stat()
+        guard fstat(descriptor, &st) == 0 else { return }
+        state.withLock { $0.knownChange = st.st_ctim }
+    }
+
+    /// The file's change time now (nanoseconds since the epoch), to tell later whether it moved.
+    public var changeTime: Int? {
+        try? withDescriptor { descriptor -> Int? in
+            var st = stat()
+            guard fstat(descriptor, &st) == 0 else { return nil }
+            return st.st_ctim.tv_sec * 1_000_000_000 + st.st_ctim.tv_nsec
+        }
+    }
+
+    /// Whether someone else changed the file since we last wrote it or asked (its change time
+    /// moved): the blocks checked earlier in this mount must be checked again before they are
+    /// served. Each change is reported once.
+    public func changedByOthers() -> Bool {
+        (try? withDescriptor { descriptor -> Bool in
+            var st = stat()
+            guard fstat(descriptor, &st) == 0 else { return true }
+            return state.withLock { s in
+                defer { s.knownChange = st.st_ctim }
+                guard let known = s.knownChange else { return false }
+                return known.tv_sec != st.st_ctim.tv_sec || known.tv_nsec != st.st_ctim.tv_nsec
+            }
+        }) ?? false
     }
 
     /// Reads up to `buffer.count` bytes at `offset`; returns how many were there (fewer at end of file).
@@ -118,6 +155,7 @@ public final class DataFile: Sendable {
     public func truncate() throws {
         try withDescriptor { descriptor in
             if ftruncate(descriptor, 0) != 0 { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            noteOwnChange(descriptor)
         }
     }
 }

@@ -49,14 +49,18 @@ struct MirrorView: Sendable {
         let valid = entry.expiresAt - entry.fetchedAt
         let prefix = MirrorView.prefix(of: path)
         var result: [DirectoryEntry] = []
+        // One entry per name: a listing may repeat a key, or name `x` both as a folder (`x/`) and a
+        // file; the folder wins, as it does for lookups.
+        var seen = Set<Substring>()
         for sub in entry.listing.commonPrefixes {
             let name = sub.dropFirst(prefix.count).dropLast()
-            if !name.isEmpty && !name.contains("/") { result.append(DirectoryEntry(name: String(name), attributes: directory(validSeconds: valid))) }
+            guard !name.isEmpty, !name.contains("/"), seen.insert(name).inserted else { continue }
+            result.append(DirectoryEntry(name: String(name), attributes: directory(validSeconds: valid)))
         }
         for object in entry.listing.objects {
             let name = object.key.dropFirst(prefix.count)
             // A key ending in "/" is a folder marker, and "." or ".." cannot be names.
-            guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else { continue }
+            guard !name.isEmpty, !name.contains("/"), name != ".", name != "..", seen.insert(name).inserted else { continue }
             result.append(DirectoryEntry(name: String(name), attributes: fileAttributes(object, validSeconds: valid)))
         }
         return result
@@ -66,9 +70,9 @@ struct MirrorView: Sendable {
         guard path.count >= 2 else { throw path.isEmpty ? .isDirectory : .notFound }
         let parent = try listing(of: Array(path.dropLast()))
         let key = MirrorView.prefix(of: Array(path.dropLast())) + path.last!
-        guard let object = parent.objectsByKey[key] else {
-            throw parent.prefixes.contains(key + "/") ? .isDirectory : .notFound
-        }
+        // A name that is also a folder is the folder (see `entries`).
+        if parent.prefixes.contains(key + "/") { throw .isDirectory }
+        guard let object = parent.objectsByKey[key] else { throw .notFound }
         return ObjectRef(bucket: path[0], object: object)
     }
 

@@ -73,6 +73,7 @@ final class OpenObject: Sendable {
         var blocks = Blocks()
         if let record {
             let verified = context.verified
+            verified.distrustUnlessUnchanged(objectID: record.id, changeTime: file?.changeTime)
             // A damaged index could name blocks past the end: those are not this object's.
             for (block, crc) in record.blocks where (0...max(lastBlock, 0)).contains(block) && lastBlock >= 0 {
                 blocks.table[block] = .present(crc: crc, verified: verified.contains(objectID: record.id, block: block))
@@ -157,6 +158,7 @@ final class OpenObject: Sendable {
     /// Makes every block in `wanted` available (on disk or in memory), then calls `done` with nil on
     /// success and whether anything had to be downloaded.
     private func ensure(_ wanted: ClosedRange<Int>, urgent: Bool = true, done: @escaping @Sendable (FSError?, Bool) -> Void) {
+        if let dataFile, dataFile.changedByOthers() { distrustCheckedBlocks() }
         verifyFirstUse(wanted)
         var waited = false
         let waiter = BlockWaiter { error in done(error, true) }
@@ -217,6 +219,20 @@ final class OpenObject: Sendable {
         for block in toVerify { context.pool.submit(urgent: false) { [self] in verifyFirstUse(block...block) } }
     }
 
+    /// Someone else wrote to the data file while it was open: every block is checked again
+    /// against its checksum before it is served (a damaged cache is repaired, never served).
+    private func distrustCheckedBlocks() {
+        let blocks = state.withLock { s -> [Int] in
+            var marked: [Int] = []
+            for (block, entry) in s.table {
+                if case .present(let crc, true) = entry { s.table[block] = .present(crc: crc, verified: false); marked.append(block) }
+            }
+            return marked
+        }
+        if let recordID { for block in blocks { context.verified.remove(objectID: recordID, block: block) } }
+        context.logger.warning("\(bucket)/\(key): its cache file was changed by someone else; checking its blocks again")
+    }
+
     /// Checks blocks read for the first time in this mount against their recorded checksums.
     private func verifyFirstUse(_ wanted: ClosedRange<Int>) {
         guard let dataFile, let recordID else { return }
@@ -240,6 +256,7 @@ final class OpenObject: Sendable {
                     if case .present(crc, false) = s.table[block] { s.table[block] = .present(crc: crc, verified: true) }
                 }
                 context.verified.insert(objectID: recordID, block: block)
+                context.verified.noteChangeTime(objectID: recordID, changeTime: dataFile.changeTime)
             } else {
                 forget(block...block, reason: got < range.count ? "cached block \(block) is missing bytes" : "cached block \(block) failed its checksum")
             }
@@ -335,6 +352,7 @@ final class OpenObject: Sendable {
             try context.index.recordBlock(objectID: recordID, block: block, crc: crc, length: range.count)
             context.storeHealth.storeSucceeded()
             context.verified.insert(objectID: recordID, block: block)
+            context.verified.noteChangeTime(objectID: recordID, changeTime: dataFile.changeTime)
             context.budget.stored(bytes: range.count)
             return .stored(crc: crc)
         } catch let error as SQLiteError where error.code == 19 /* SQLITE_CONSTRAINT */ {

@@ -107,7 +107,11 @@ public struct CalendarDay: Hashable, Comparable, Sendable {
     }
 
     public init?(_ text: String) {
-        let parts = text.split(separator: "-")
+        // Exactly YYYY-MM-DD: `-2023-03-07` or `2023--03-07` are not days.
+        guard text.utf8.count == 10, text.utf8.enumerated().allSatisfy({ i, c in
+            i == 4 || i == 7 ? c == UInt8(ascii: "-") : (48...57).contains(c)
+        }) else { return nil }
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
               let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
               let doy = ScanTime.dayOfYear(year: y, month: m, day: d) else { return nil }

@@ -18,15 +18,25 @@ public final class BandwidthLimit: Sendable {
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
-    /// Takes `bytes` tokens, sleeping until the debt is paid.
-    func consume(_ bytes: Int) {
-        let wait = bucket.withLock { b -> Double in
+    /// Takes `bytes` tokens, sleeping until the debt is paid or `deadline` (uptime ns) comes;
+    /// false if the deadline came first. Sleeps in short slices outside the lock, so a tiny limit
+    /// never holds a thread past its request's deadline (a transfer's own timeouts cannot fire
+    /// while its write callback sleeps).
+    func consume(_ bytes: Int, until deadline: UInt64) -> Bool {
+        var wait = bucket.withLock { b -> Double in
             let now = BandwidthLimit.now()
             b.tokens = min(bytesPerSecond / 4, b.tokens + (now - b.updated) * bytesPerSecond)
             b.updated = now
             b.tokens -= Double(bytes)
             return b.tokens < 0 ? -b.tokens / bytesPerSecond : 0
         }
-        if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+        while wait > 0 {
+            let left = Double(Int64(deadline) - Int64(DispatchTime.now().uptimeNanoseconds)) / 1e9
+            guard left > 0 else { return false }
+            let slice = min(wait, left, 0.25)
+            Thread.sleep(forTimeInterval: slice)
+            wait -= slice
+        }
+        return true
     }
 }

@@ -36,6 +36,7 @@ final class ResponseSink {
     var etag: String?
     var contentLength: Int?
     var location: String?
+    var contentEncoding: String?
     /// The object's size as the listing states it: a reply for another size is not our object.
     var expectedTotal: Int?
     /// Set when the reply is not the bytes asked for; the transfer is stopped before any is stored.
@@ -55,6 +56,8 @@ final class ResponseSink {
     var lastByteAt = DispatchTime.now().uptimeNanoseconds
     var stallNanoseconds: UInt64 = 10_000_000_000
     var stalled = false
+    /// When the whole request must be over (uptime ns): bandwidth waits stop there.
+    var deadline: UInt64 = .max
     let expectsRange: Bool
     let rangeStart: Int
 
@@ -77,7 +80,7 @@ final class ResponseSink {
         let text = String(decoding: line, as: UTF8.self)
         if text.hasPrefix("HTTP/") {
             // A new response (after a 100 Continue): its headers replace any seen before.
-            contentRange = nil; contentRangeText = nil; etag = nil; contentLength = nil; location = nil
+            contentRange = nil; contentRangeText = nil; etag = nil; contentLength = nil; location = nil; contentEncoding = nil
             return
         }
         guard let colon = text.firstIndex(of: ":") else { return }
@@ -88,6 +91,7 @@ final class ResponseSink {
         case "etag": etag = value
         case "content-length": contentLength = ContentRange.number(Substring(value))
         case "location": location = value
+        case "content-encoding": contentEncoding = value.lowercased()
         default: break
         }
     }
@@ -95,6 +99,10 @@ final class ResponseSink {
     /// Decides, at the first body byte, whether this reply carries exactly the bytes asked for.
     private func refusalReason() -> String? {
         guard expectsRange, let target else { return nil }
+        // Stored bytes must be the object's own: a compressed (or otherwise encoded) body is not.
+        if let encoding = contentEncoding, encoding != "identity" {
+            return "a reply with Content-Encoding \(ListingRules.printable(encoding)) (only the object's own bytes can be stored)"
+        }
         switch status {
         case 206:
             guard let got = contentRange else {
@@ -106,6 +114,9 @@ final class ResponseSink {
             }
             if let expectedTotal, got.total != expectedTotal {
                 return "Content-Range says the object has \(got.total.map(String.init) ?? "*") bytes, the listing says \(expectedTotal)"
+            }
+            if let length = contentLength, length != got.range.count {
+                return "Content-Length \(length) differs from the Content-Range's \(got.range.count) bytes"
             }
         case 200:
             // The server ignored Range and sends the whole object: fine if it is our object's size.
@@ -119,7 +130,10 @@ final class ResponseSink {
     }
 
     func accept(_ data: UnsafeRawBufferPointer) -> Bool {
-        bandwidth?.consume(data.count)
+        if let bandwidth, !bandwidth.consume(data.count, until: deadline) {
+            stalled = true   // the request's time ran out while --max-bandwidth held it back
+            return false
+        }
         lastByteAt = DispatchTime.now().uptimeNanoseconds
         if status == 0 {
             var code = 0
@@ -155,8 +169,13 @@ final class ResponseSink {
             if unreportedBytes >= ResponseSink.progressBatch
                 || DispatchTime.now().uptimeNanoseconds - reportedAt >= ResponseSink.progressIntervalNanoseconds { flushProgress() }
         }
-        // More than asked for (a server that ignored Range): stop the transfer, we have our bytes.
-        if n < chunk.count { overflowed = true; return false }
+        // More than asked for. From a server that ignored Range (200) that is expected: stop, we
+        // have our bytes. A 206 sending more than its Content-Range said is not to be trusted.
+        if n < chunk.count {
+            if status == 206 { refusal = "a 206 reply longer than the range it stated"; return false }
+            overflowed = true
+            return false
+        }
         return true
     }
 }
@@ -274,6 +293,14 @@ final class CurlHandle: @unchecked Sendable {
         }
     }
 
+    /// The `If-Match` line for a listed ETag. The ETag comes from a listing, so anything but
+    /// printable ASCII is never sent: a CR LF from one source's listing would otherwise write
+    /// headers (or whole requests) to another.
+    static func ifMatchHeader(_ etag: String) -> String? {
+        guard !etag.isEmpty, etag.utf8.count <= 256, etag.utf8.allSatisfy({ (0x20...0x7e).contains($0) }) else { return nil }
+        return "If-Match: " + (etag.hasPrefix("\"") ? etag : "\"\(etag)\"")
+    }
+
     /// `location` resolved against `base`, if it stays on the same origin.
     static func sameOrigin(_ location: String, as base: String) -> String? {
         guard !location.isEmpty, let from = URL(string: base), let to = URL(string: location, relativeTo: from)?.absoluteURL,
@@ -303,8 +330,8 @@ final class CurlHandle: @unchecked Sendable {
             _ = goesfs_curl_set_string(handle, CURLOPT_RANGE, "\(range.lowerBound)-\(range.upperBound - 1)")
         }
         var headers: UnsafeMutablePointer<curl_slist>?
-        if let etag = request.ifMatch, !etag.isEmpty, !etag.contains(where: { $0 == "\r" || $0 == "\n" }) {
-            headers = curl_slist_append(nil, "If-Match: " + (etag.hasPrefix("\"") ? etag : "\"\(etag)\""))
+        if let line = request.ifMatch.flatMap(CurlHandle.ifMatchHeader) {
+            headers = curl_slist_append(nil, line)
             _ = goesfs_curl_set_pointer(handle, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headers))
         }
         defer { if let headers { curl_slist_free_all(headers) } }
@@ -313,6 +340,7 @@ final class CurlHandle: @unchecked Sendable {
         sink.bodyLimit = request.bodyLimit
         sink.expectedTotal = request.expectedTotal
         sink.stallNanoseconds = UInt64(max(1, timeouts.stallSeconds)) * 1_000_000_000
+        sink.deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(0.1, timeouts.totalSeconds) * 1e9)
         let box = Unmanaged.passRetained(sink)
         defer { box.release() }
         _ = goesfs_curl_set_data_fn(handle, CURLOPT_WRITEFUNCTION, writeCallback)

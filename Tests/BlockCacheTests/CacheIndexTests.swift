@@ -189,3 +189,18 @@ private final class NoteBox: @unchecked Sendable {
     func append(_ note: String) { lock.lock(); stored.append(note); lock.unlock() }
     var values: [String] { lock.lock(); defer { lock.unlock() }; return stored }
 }
+
+final class NewerSchemaTests: XCTestCase {
+    func testAnIndexFromANewerGoesfsIsRefusedNotMisread() throws {
+        let directory = NSTemporaryDirectory() + "goesfs-newer-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let index = try CacheIndex(directory: CacheDirectory(path: directory, create: false))
+            try index.connection().execute("PRAGMA user_version = \(CacheIndex.schemaVersion + 1)")
+        }
+        XCTAssertThrowsError(try CacheIndex(directory: CacheDirectory(path: directory, create: false))) { error in
+            XCTAssertTrue("\(error)".contains("newer goesfs"), "\(error)")
+        }
+    }
+}

@@ -58,3 +58,23 @@ final class DataFileDescriptorTests: XCTestCase {
         withExtendedLifetime(lease) {}
     }
 }
+
+/// The index is opened by name, so a cache directory someone else can rename away (and replace
+/// with one holding an index of theirs) is refused: every parent must be ours or root's, and
+/// writable by others only with the sticky bit.
+final class CacheDirectoryParentTests: XCTestCase {
+    func testAParentOthersCanWriteWithoutTheStickyBitIsRefused() throws {
+        let parent = NSTemporaryDirectory() + "goesfs-parent-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: parent + "/cache", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: parent) }
+        chmod(parent + "/cache", 0o700)
+        chmod(parent, 0o777)
+        XCTAssertThrowsError(try CacheDirectory(path: parent + "/cache", create: false)) { error in
+            XCTAssertTrue("\(error)".contains("rename it out of"), "\(error)")
+        }
+        chmod(parent, 0o1777)   // like /tmp: others may add entries, not rename ours
+        XCTAssertNoThrow(try CacheDirectory(path: parent + "/cache", create: false))
+        chmod(parent, 0o755)
+        XCTAssertNoThrow(try CacheDirectory(path: parent + "/cache", create: false))
+    }
+}

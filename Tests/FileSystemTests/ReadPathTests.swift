@@ -65,14 +65,21 @@ final class ReadPathTests: XCTestCase {
         return box.value!
     }
 
+    /// Byte arrays compared without printing megabytes when they differ.
+    private func assertBytes(_ got: [UInt8], _ want: [UInt8], _ message: String = "", file: StaticString = #filePath, line: UInt = #line) {
+        guard got != want else { return }
+        let first = zip(got, want).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, want.count)
+        XCTFail("bytes differ (\(got.count) vs \(want.count) bytes, first at \(first)) \(message)", file: file, line: line)
+    }
+
     func testReadsReturnTheSourceBytesAtBlockEdgesAndFetchOnlyTheirBlocks() throws {
         let fs = try makeFileSystem(source)
         let mib = ReadPathTests.mib
         for (offset, length) in [(0, 1), (mib - 1, 2), (mib, mib), (3 * mib, 12345), (3 * mib + 12000, 4096), (2 * mib + 5, 3)] {
-            XCTAssertEqual(try read(fs, offset: offset, length: length).get(), Array(bytes[offset..<min(bytes.count, offset + length)]), "\(offset)+\(length)")
+            assertBytes(try read(fs, offset: offset, length: length).get(), Array(bytes[offset..<min(bytes.count, offset + length)]), "\(offset)+\(length)")
         }
-        XCTAssertEqual(try read(fs, offset: bytes.count, length: 10).get(), [])
-        XCTAssertEqual(try read(fs, offset: Int.max - 5, length: 1 << 20).get(), [], "a huge offset is past the end, not a trap")
+        assertBytes(try read(fs, offset: bytes.count, length: 10).get(), [])
+        assertBytes(try read(fs, offset: Int.max - 5, length: 1 << 20).get(), [], "a huge offset is past the end, not a trap")
         let blocks = source.fetches.map { $0.range.lowerBound / mib }
         XCTAssertEqual(blocks.sorted(), [0, 1, 2, 3], "each block fetched once, none twice")
     }
@@ -103,12 +110,12 @@ final class ReadPathTests: XCTestCase {
     func testCachedBlocksSurviveANewMountAndDamageIsRepairedNotServed() throws {
         do {
             let fs = try makeFileSystem(source)
-            XCTAssertEqual(try read(fs, offset: 0, length: bytes.count).get(), bytes)
+            assertBytes(try read(fs, offset: 0, length: bytes.count).get(), bytes)
         }
         source.resetCounts()
         do {
             let fs = try makeFileSystem(source)
-            XCTAssertEqual(try read(fs, offset: 0, length: bytes.count).get(), bytes)
+            assertBytes(try read(fs, offset: 0, length: bytes.count).get(), bytes)
             XCTAssertEqual(source.fetches, [], "a new mount on the same cache reads it from disk")
         }
         // Flip a byte of block 1 on disk: the next mount checks it, drops it and fetches it again.
@@ -119,9 +126,33 @@ final class ReadPathTests: XCTestCase {
         handle.closeFile()
         source.resetCounts()
         let fs = try makeFileSystem(source)
-        XCTAssertEqual(try read(fs, offset: 0, length: bytes.count).get(), bytes)
+        assertBytes(try read(fs, offset: 0, length: bytes.count).get(), bytes)
         XCTAssertEqual(source.fetches.map { $0.range.lowerBound / ReadPathTests.mib }, [1])
         XCTAssertEqual(fs.statistics.snapshot().repairs, 1)
+    }
+
+    /// Bytes changed in the cache while mounted (by another process) are checked again, not served:
+    /// with the file open all along, and after it was closed and opened again.
+    func testACacheFileChangedWhileMountedIsCheckedAgain() throws {
+        let fs = try makeFileSystem(source)
+        let file = directory + "/" + CacheDirectory.relativePath(bucket: ReadPathTests.bucket, key: ReadPathTests.key)
+        func flip(_ offset: Int) throws {
+            let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: file))
+            handle.seek(toFileOffset: UInt64(offset))
+            handle.write(Data([bytes[offset] ^ 0xFF]))
+            handle.closeFile()
+        }
+        let handle = try fs.open(ReadPathTests.path)
+        assertBytes(try Self.readOpen(fs, handle: handle, offset: 0, length: bytes.count).get(), bytes)
+        source.resetCounts()
+        try flip(ReadPathTests.mib + 5)
+        assertBytes(try Self.readOpen(fs, handle: handle, offset: 0, length: bytes.count).get(), bytes)
+        XCTAssertEqual(source.fetches.map { $0.range.lowerBound / ReadPathTests.mib }, [1], "the damaged block fetched again")
+        fs.release(handle: handle)
+        source.resetCounts()
+        try flip(2 * ReadPathTests.mib + 9)
+        assertBytes(try read(fs, offset: 0, length: bytes.count).get(), bytes)
+        XCTAssertEqual(source.fetches.map { $0.range.lowerBound / ReadPathTests.mib }, [2])
     }
 
     func testAFailedBlockIsRememberedBrieflyNotRetriedAtOnce() throws {
@@ -142,7 +173,7 @@ final class ReadPathTests: XCTestCase {
 
     func testAnObjectChangedAtTheSourceIsStaleAndItsListingForgotten() throws {
         let fs = try makeFileSystem(source)
-        XCTAssertEqual(try read(fs, offset: 0, length: 10).get(), Array(bytes[0..<10]))
+        assertBytes(try read(fs, offset: 0, length: 10).get(), Array(bytes[0..<10]))
         // The source now holds another version: its ETag no longer matches the listed one.
         let v2 = bytes.map { $0 ^ 0x5A }
         source.put(bucket: ReadPathTests.bucket, key: ReadPathTests.key, bytes: v2, etag: "\"v2\"")
@@ -156,7 +187,7 @@ final class ReadPathTests: XCTestCase {
         fs.release(handle: handle)
         source.resetCounts()
         // Reopening lists the folder again and reads the new version, all of it.
-        XCTAssertEqual(try read(fs, offset: 0, length: v2.count).get(), v2)
+        assertBytes(try read(fs, offset: 0, length: v2.count).get(), v2)
         XCTAssertEqual(source.listingRequests, [ReadPathTests.hour])
     }
 

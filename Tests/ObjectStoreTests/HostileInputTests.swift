@@ -107,4 +107,23 @@ final class HostileInputTests: XCTestCase {
         XCTAssertNil(CurlHandle.sameOrigin("", as: base))
         XCTAssertNil(CurlHandle.sameOrigin("file:///etc/passwd", as: base))
     }
+
+    func testAnETagCannotWriteHeaders() {
+        XCTAssertEqual(CurlHandle.ifMatchHeader("\"abc\""), "If-Match: \"abc\"")
+        XCTAssertEqual(CurlHandle.ifMatchHeader("abc"), "If-Match: \"abc\"")
+        for bad in ["\"x\r\nX-Inj: 1\r\n\"", "x\ny", "x\ry", "\u{7f}", "é", "", String(repeating: "a", count: 300)] {
+            XCTAssertNil(CurlHandle.ifMatchHeader(bad), bad.debugDescription)
+        }
+    }
+
+    /// `--max-bandwidth 1` used to sleep off a whole chunk's debt inside libcurl's callback: no
+    /// timeout could fire, and the daemon outlived SIGTERM for minutes.
+    func testATinyBandwidthLimitGivesUpAtTheRequestDeadline() {
+        let limit = BandwidthLimit(bytesPerSecond: 1)
+        let started = DispatchTime.now().uptimeNanoseconds
+        XCTAssertFalse(limit.consume(16 << 10, until: started + 300_000_000))
+        let took = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        XCTAssertLessThan(took, 5, "it must stop near the deadline (0.3 s), not after 16,384 s")
+        XCTAssertTrue(BandwidthLimit(bytesPerSecond: 1 << 30).consume(1024, until: started + 10_000_000_000))
+    }
 }
