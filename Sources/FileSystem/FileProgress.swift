@@ -91,15 +91,18 @@ public struct FileRow: Sendable {
 
     public var fraction: Double { size > 0 ? min(1, Double(present) / Double(size)) : 1 }
 
-    /// A row from what the object's block table says and what its downloads reported.
+    /// A row from what the object's block table says and what its downloads reported. `readerOpen`:
+    /// a reader still has the file open (readahead for a closed file only finishes what is in flight).
     static func make(activity: FileActivity?, bucket: String, key: String, size: Int, blocks: BlockSummary,
-                     scanPrefetch: Bool, now: Double) -> FileRow {
+                     scanPrefetch: Bool, readerOpen: Bool, now: Double) -> FileRow {
         let inFlight = activity?.bytesInFlight ?? 0
         let present = max(activity?.shownPresent ?? 0, min(size, blocks.present + inFlight))
         let fetching = max(0, blocks.waited + blocks.ahead - inFlight)
         let driver: Driver = scanPrefetch ? .scanPrefetch
             : blocks.ahead > 0 ? (blocks.waited > 0 ? .readerAndReadahead : .readahead) : .reader
-        let whole = driver != .reader || present + fetching >= size
+        // A sequential reader is taken to read on while it has the file open; one that closed it
+        // early is promised only what is still in flight.
+        let whole = scanPrefetch || (driver != .reader && readerOpen) || present + fetching >= size
         let remaining = whole ? size - present : fetching
         let rate = activity?.window.rate(at: now)
         let stable = activity?.window.isStable(at: now) ?? false

@@ -212,7 +212,8 @@ public final class GOESFileSystem: Sendable {
             }
             guard blocks.waited + blocks.ahead > 0 || (activity?.requestsInFlight ?? 0) > 0 else { continue }
             let row = FileRow.make(activity: activity, bucket: object.bucket, key: ListingRules.printable(object.key), size: object.size,
-                                   blocks: blocks, scanPrefetch: scanOnly, now: snapshot.now)
+                                   blocks: blocks, scanPrefetch: scanOnly,
+                                   readerOpen: handles - (prefetching.contains(id) ? 1 : 0) > 0, now: snapshot.now)
             statistics.notePresentShown(file: id, bytes: row.present)
             snapshot.files.append(row)
         }

@@ -36,7 +36,7 @@ final class StatsGoldenTests: XCTestCase {
         // What GOESFileSystem adds from the block tables: block 0 present, 1 downloading for a reader, 2 ahead.
         snapshot.files = [FileRow.make(activity: snapshot.activity["noaa-goes16/" + key], bucket: "noaa-goes16", key: key, size: 3_145_728,
                                        blocks: BlockSummary(present: 1_048_576, waited: 1_048_576, ahead: 1_048_576),
-                                       scanPrefetch: false, now: snapshot.now)]
+                                       scanPrefetch: false, readerOpen: true, now: snapshot.now)]
         snapshot.openFiles = [OpenFileLine(bucket: "noaa-goes16", key: key, size: 3_145_728, handles: 1, present: 1_048_576)]
                 XCTAssertEqual(StatsReport.text(snapshot), """
             S3 Download Statistics:

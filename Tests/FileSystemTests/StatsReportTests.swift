@@ -74,7 +74,7 @@ final class StatsReportTests: XCTestCase {
         func row(_ blocks: BlockSummary) -> FileRow {
             let s = stats.snapshot()
             let made = FileRow.make(activity: s.activity["noaa-goes16/ABI/x.nc"], bucket: "noaa-goes16", key: "ABI/x.nc",
-                                    size: 4_000_000, blocks: blocks, scanPrefetch: false, now: s.now)
+                                    size: 4_000_000, blocks: blocks, scanPrefetch: false, readerOpen: true, now: s.now)
             stats.notePresentShown(file: "noaa-goes16/ABI/x.nc", bytes: made.present)  // as GOESFileSystem.snapshot does
             return made
         }
@@ -102,6 +102,12 @@ final class StatsReportTests: XCTestCase {
         XCTAssertEqual(streaming.coverage, .restOfFile)
         XCTAssertEqual(streaming.eta ?? 0, 18, accuracy: 1e-9)
         XCTAssertEqual(streaming.driver, .readerAndReadahead)
+        // The reader closed the file: readahead only finishes what is in flight, and the ETA says so.
+        let s = stats.snapshot()
+        let closed = FileRow.make(activity: s.activity["noaa-goes16/ABI/x.nc"], bucket: "noaa-goes16", key: "ABI/x.nc", size: 4_000_000,
+                                  blocks: BlockSummary(present: 0, waited: 0, ahead: 2_000_000), scanPrefetch: false, readerOpen: false, now: s.now)
+        XCTAssertEqual(closed.coverage, .requestedBlocks)
+        XCTAssertEqual(closed.remaining, 1_600_000)
         // Between its last byte and its index row a block is in neither count: the bar never steps back.
         stats.endTransfer(id)
         XCTAssertEqual(row(BlockSummary(present: 0, waited: 0, ahead: 2_000_000)).present, 400_000)

@@ -151,6 +151,27 @@ def test_watch_shows_one_growing_row_per_file_with_an_eta_close_to_the_real_time
     # The same row in .stats.json and .stats is covered by test 2's snapshot checks.
 
 
+def test_a_reader_that_stops_early_is_promised_only_what_is_in_flight(mount_factory):
+    m = mount_factory("m", "19", "--max-bandwidth", "1M")
+    path = path_of(m, BIG)
+    row = lambda: next((r for r in stats_json(m)["in_progress"] if r["key"] == BIG.key), None)  # noqa: E731
+    with open(path, "rb", buffering=0) as f:
+        for _ in range(32):  # 4 MiB in order: readahead runs
+            assert f.read(128 * 1024)
+        reading = wait_for(lambda: (r := row()) and r["eta_of"] == "rest_of_file" and r, 30,
+                           lambda: f"a rest-of-file row while the file is open, got {row()}")
+        assert reading["driver"] in ("readahead", "reader+readahead"), reading
+        assert reading["eta_bytes"] == BIG.size - reading["bytes_done"], reading
+    # Closed after 4 MiB: what is still in flight finishes, and the ETA is of that only.
+    stopped = wait_for(lambda: "gone" if (r := row()) is None else r["eta_of"] == "requested_blocks" and r, 30,
+                       lambda: f"the row to cover only the blocks in flight, got {row()}")
+    if stopped != "gone":
+        assert stopped["eta_bytes"] <= 17 * MiB and stopped["bytes_done"] + stopped["eta_bytes"] < BIG.size, stopped
+    while (r := row()) is not None:  # never again the whole file, until the row goes
+        assert r["eta_of"] == "requested_blocks", r
+    assert stats_json(m)["download"]["total_bytes"] < BIG.size, "a reader that stopped early made the whole file be fetched"
+
+
 # --- 2. --watch on a torn report, and when the mount goes away -----------------------
 
 def test_watch_retries_a_torn_report_and_says_when_the_mount_is_gone(mount_factory, goesfs_bin, tmp_path):
