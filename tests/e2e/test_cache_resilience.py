@@ -24,11 +24,12 @@ from tests.support.cache_tools import (daemon_pid, data_file, disk_bytes, kill9,
                                        live_cached_by_object, open_files_under, snapshot_blocks)
 from tests.support.proxy import Delay
 from tests.support.random_reader import Tally, read_randomly, stress_sources
+from tests.support.blocks import BLOCK, block_count, blocks_for_bytes, blocks_of_gets
 
 ROOT = Path(__file__).resolve().parents[2]
 SAT = "19"
 BIG = big_object()
-THREE_BLOCKS = [o for o in stress_objects() if o.size > 2 * MiB]  # blocks 0, 1, 2
+THREE_MIB = [o for o in stress_objects() if o.size > 2 * MiB]  # more than 2 MiB each
 
 
 # --- helpers ---------------------------------------------------------------
@@ -38,21 +39,12 @@ def path_of(mount, obj) -> Path:
 
 
 def blocks_of(obj) -> int:
-    return (obj.size + MiB - 1) // MiB
-
-
-def block_of(range_header: str | None, size: int) -> int:
-    """The 1 MiB block a Range header asks for; fails unless it is exactly one aligned block."""
-    m = re.fullmatch(r"bytes=(\d+)-(\d+)", range_header or "")
-    assert m, f"not a closed byte range: {range_header!r}"
-    first, last = int(m[1]), int(m[2])
-    assert first % MiB == 0 and last == min(first + MiB, size) - 1, f"not one block: {range_header}"
-    return first // MiB
+    return block_count(obj.size)
 
 
 def fetched(proxy, obj) -> list[int]:
-    """Blocks of `obj` the proxy was asked for, in order, repeats kept."""
-    return [block_of(r.range, obj.size) for r in proxy.object_gets(f"/{obj.bucket}/{obj.key}")]
+    """Cache blocks of `obj` the proxy was asked for, in order, repeats kept."""
+    return blocks_of_gets(proxy.object_gets(f"/{obj.bucket}/{obj.key}"), obj.size)
 
 
 def fetched_bytes(proxy, obj) -> int:
@@ -102,14 +94,14 @@ def test_kill9_mid_object_refetches_only_missing_blocks(mount_factory, proxy):
     errors: list[OSError] = []
     reader = threading.Thread(target=read_blocks, args=(path, blocks_of(BIG), errors), daemon=True)
     reader.start()
-    wait_for(lambda: len(live_blocks(m.cache_dir, BIG.bucket, BIG.key)) >= 3, 30,
-             "the index never recorded 3 blocks of the object")
+    wait_for(lambda: len(live_blocks(m.cache_dir, BIG.bucket, BIG.key)) * BLOCK >= 3 * MiB, 30,
+             "the index never recorded 3 MiB of the object")
     kill9(daemon_pid(m.path))
     reader.join(30)
     assert not reader.is_alive(), "a read on the killed mount never returned"
 
     before = snapshot_blocks(m.cache_dir, BIG.bucket, BIG.key)
-    assert 3 <= len(before) < blocks_of(BIG), f"not mid-object: {sorted(before)}"
+    assert 3 * MiB <= len(before) * BLOCK < BIG.size, f"not mid-object: {len(before)} blocks"
     m.unmount()  # the dead mount ("Transport endpoint is not connected")
     proxy.clear_faults()
     m.mount()
@@ -138,7 +130,7 @@ def test_unmount_mid_object_then_remount_fetches_only_missing_blocks(mount_facto
     assert errors == []
     unmount_and_wait(m)
     before = snapshot_blocks(m.cache_dir, BIG.bucket, BIG.key)
-    assert set(range(5)) <= before, f"blocks read before the unmount were not kept: {sorted(before)}"
+    assert blocks_for_bytes(0, 5 * MiB) <= before, f"blocks read before the unmount were not kept: {sorted(before)}"
 
     proxy.clear_faults()
     m.mount()
@@ -153,7 +145,7 @@ def test_unmount_mid_object_then_remount_fetches_only_missing_blocks(mount_facto
 # --- 2. damaged data files -------------------------------------------------
 
 def test_damaged_data_files_are_repaired(mount_factory, proxy):
-    flipped, truncated, deleted = THREE_BLOCKS[:3]
+    flipped, truncated, deleted = THREE_MIB[:3]
     m = mount_factory("m", SAT)
     for o in (flipped, truncated, deleted):
         assert path_of(m, o).read_bytes() == o.data
@@ -171,12 +163,13 @@ def test_damaged_data_files_are_repaired(mount_factory, proxy):
     proxy.reset()
     for o in (flipped, truncated, deleted):
         assert path_of(m, o).read_bytes() == o.data, f"wrong bytes served for {o.key}"
-    assert fetched(proxy, flipped) == [1]
-    assert sorted(fetched(proxy, truncated)) == [1, 2]
-    assert sorted(fetched(proxy, deleted)) == [0, 1, 2]
+    # Only what was damaged comes again: the flipped block, the blocks past the cut, every block.
+    assert fetched(proxy, flipped) == sorted(blocks_for_bytes(MiB + 1000, MiB + 1016))
+    assert sorted(fetched(proxy, truncated)) == sorted(blocks_for_bytes(MiB + MiB // 2, truncated.size))
+    assert sorted(fetched(proxy, deleted)) == list(range(blocks_of(deleted)))
 
     text = stats(m)
-    assert stats_number(text, "Repairs") >= 1 + 2 + 3, text
+    assert stats_number(text, "Repairs") >= 3, text
     for o in (flipped, truncated, deleted):
         assert f"repaired {o.bucket}/{o.key}" in text, f"no repair line for {o.key}:\n{text}"
 
@@ -184,7 +177,7 @@ def test_damaged_data_files_are_repaired(mount_factory, proxy):
 # --- 3. garbage index ------------------------------------------------------
 
 def test_garbage_index_is_moved_aside_and_rebuilt(mount_factory, proxy):
-    obj = THREE_BLOCKS[3]
+    obj = THREE_MIB[3]
     m = mount_factory("m", SAT)
     assert path_of(m, obj).read_bytes() == obj.data
     unmount_and_wait(m)
@@ -215,7 +208,7 @@ def test_garbage_index_is_moved_aside_and_rebuilt(mount_factory, proxy):
 STRESS_SECONDS = 20
 THREADS, PROCESSES = 32, 3
 CAP = 48 * MiB  # under half the ~99 MiB working set, yet above what ~35 readers usually hold open
-IN_FLIGHT = 8 * MiB  # 8 download threads x one 1 MiB block
+IN_FLIGHT = 8 * MiB  # 8 download threads x at most 1 MiB written before it is recorded
 
 
 def test_stress_random_reads_with_eviction(mount_factory, proxy):
@@ -340,21 +333,24 @@ def contended_read(mount, proxy, obj, offsets: list[int]) -> None:
 
 
 def test_concurrent_readers_of_one_missing_block_share_one_get(mount_factory, proxy):
-    obj = THREE_BLOCKS[4]
+    obj = THREE_MIB[4]
     m = mount_factory("m", SAT)
     offset = MiB + 64 * 1024
     contended_read(m, proxy, obj, [offset] * 16)
     blocks = fetched(proxy, obj)
-    assert blocks.count(1) == 1, f"GETs for block 1: {blocks.count(1)} (all: {blocks})"
+    wanted = offset // BLOCK
+    assert blocks.count(wanted) == 1, f"GETs for block {wanted}: {blocks.count(wanted)} (all: {blocks})"
     assert len(blocks) == len(set(blocks)), f"a block was fetched twice: {blocks}"
 
 
 def test_concurrent_readers_of_different_pages_of_one_block_share_one_get(mount_factory, proxy):
     # Same-offset readers may be merged by the kernel's page lock before goesfs sees them;
     # distinct 4 KiB pages of one block reach goesfs as separate reads.
-    obj = THREE_BLOCKS[5]
+    obj = THREE_MIB[5]
     m = mount_factory("m", SAT)
-    contended_read(m, proxy, obj, [MiB + i * 32 * 1024 for i in range(16)])
+    offsets = [MiB + i * 4096 for i in range(16)]  # 16 pages of 4 KiB: four blocks
+    contended_read(m, proxy, obj, offsets)
     blocks = fetched(proxy, obj)
-    assert blocks.count(1) == 1, f"GETs for block 1: {blocks.count(1)} (all: {blocks})"
+    for wanted in blocks_for_bytes(offsets[0], offsets[-1] + 4096):
+        assert blocks.count(wanted) == 1, f"GETs for block {wanted}: {blocks.count(wanted)} (all: {blocks})"
     assert len(blocks) == len(set(blocks)), f"a block was fetched twice: {blocks}"

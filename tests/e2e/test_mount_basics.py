@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from tests.support.blocks import BLOCK, block_count, blocks_for_bytes, blocks_of_gets
 from tests.fixtures.goes_fixtures import (GLM_HOUR, MiB, RADC_HOUR, fixture_objects,
                                           parse_scan_start, radiance_counts)
 
@@ -53,16 +54,6 @@ def bucket_listing(client, bucket: str, prefix: str) -> list[str]:
 
 def run(*cmd: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, env={**os.environ, "LC_ALL": "C"}, timeout=60, **kw)
-
-
-def block_of(range_header: str | None, size: int) -> int:
-    """The 1 MiB block a Range header asks for; fails unless it is exactly one aligned block."""
-    m = re.fullmatch(r"bytes=(\d+)-(\d+)", range_header or "")
-    assert m, f"not a closed byte range: {range_header!r}"
-    first, last = int(m[1]), int(m[2])
-    assert first % MiB == 0, f"unaligned range {range_header}"
-    assert last in (first + MiB - 1, min(first + MiB, size) - 1), f"not one block: {range_header}"
-    return first // MiB
 
 
 def stats_field(text: str, name: str) -> int:
@@ -178,12 +169,13 @@ def test_partial_read_fetches_only_the_touched_block(mount, proxy):
 
     gets = proxy.object_gets()
     assert all(r.path == f"/{BIG.bucket}/{BIG.key}" for r in gets), "fetched another object"
-    blocks = [block_of(r.range, BIG.size) for r in gets]
-    # The kernel may read ahead past the 4 KiB asked for (128 KiB by default, more if
-    # goesfs raises max_readahead), which can reach into block 4 but never further;
-    # nothing may fetch blocks 0-2 or 5, nor any block twice.
-    assert blocks.count(3) == 1, blocks
-    assert set(blocks) <= {3, 4} and len(blocks) == len(set(blocks)), blocks
+    blocks = blocks_of_gets(gets, BIG.size)
+    # The kernel may read ahead past the 4 KiB asked for (up to max_readahead, 1 MiB), but
+    # goesfs adds nothing to a read that is not sequential: no block before the offset, none
+    # past the kernel's window, none twice.
+    assert blocks.count(offset // BLOCK) == 1, blocks
+    assert set(blocks) <= blocks_for_bytes(offset, offset + MiB) and len(blocks) == len(set(blocks)), blocks
+    assert len(blocks) * BLOCK <= MiB, f"fetched {len(blocks) * BLOCK} bytes for a 4 KiB read"
 
 
 def test_reread_in_same_mount_comes_from_cache(mount, proxy):
@@ -203,7 +195,7 @@ def test_reread_in_same_mount_comes_from_cache(mount, proxy):
 def test_disk_cache_survives_remount(mount, proxy):
     path = path_of(mount, BIG)
     assert path.read_bytes() == BIG.data
-    assert sorted(block_of(r.range, BIG.size) for r in proxy.object_gets()) == list(range(6))
+    assert sorted(blocks_of_gets(proxy.object_gets(), BIG.size)) == list(range(block_count(BIG.size)))
     mount.remount()
     proxy.reset()
     assert path.read_bytes() == BIG.data
