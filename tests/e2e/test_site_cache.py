@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -124,6 +125,7 @@ def test_ranges_through_the_cache_keep_content_range_etag_and_if_match(site_cach
     assert status == 206 and headers["etag"] == etag and body == data[2 * SLICE:2 * SLICE + 100]
     assert headers["content-range"] == f"bytes {2 * SLICE}-{2 * SLICE + 99}/{total}"
 
+    assert get(site_cache.url, "/healthz")[:3:2] == (200, b"ok\n")
     # Other buckets are refused (the default upstream would serve every public bucket), as are writes.
     assert get(site_cache.url, "/some-other-bucket/key")[0] == 403
     conn = http.client.HTTPConnection("127.0.0.1", site_cache.port, timeout=10)
@@ -244,6 +246,20 @@ def test_script_renders_every_placeholder():
                    "server s3.amazonaws.com:443;", "proxy_pass https://goes_origin;",
                    "add_header X-Cache-Status $upstream_cache_status always;"):
         assert needed in text, needed
+
+
+def test_site_cache_unit_passes_systemd_analyze(tmp_path):
+    analyze = "/usr/bin/systemd-analyze"
+    if not os.path.exists(analyze):
+        pytest.skip("systemd-analyze not installed")
+    unit = tmp_path / "goesfs-site-cache.service"
+    unit.write_text((SCRIPT.parent / "goesfs-site-cache.service").read_text()
+                    .replace("/usr/local/bin/goesfs-site-cache", str(SCRIPT)))
+    verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
+    assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
+    security = subprocess.run([analyze, "security", "--offline=yes", str(unit)], capture_output=True, text=True)
+    level = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout).group(1))
+    assert level <= 2.0, security.stdout[-2000:]
 
 
 # --- 5. Dask: a LocalCluster of 2 worker processes reads a friendly-view day ----------------------
