@@ -134,6 +134,27 @@ def test_ranges_through_the_cache_keep_content_range_etag_and_if_match(site_cach
     conn.close()
 
 
+@needs_nginx
+def test_readers_missing_one_slice_at_once_share_one_fill(site_cache, proxy):
+    obj = SMALL[-1]
+    path = f"/{obj.bucket}/{obj.key}"
+    replies: list[tuple[int, bytes]] = []
+    barrier = threading.Barrier(8)
+
+    def read() -> None:
+        barrier.wait()
+        status, _, body = get(site_cache.url, path, Range="bytes=1000-1999")
+        replies.append((status, body))
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert replies == [(206, obj.data[1000:2000])] * 8
+    assert len(proxy.object_gets(f"/{obj.bucket}/{obj.key}")) == 1  # proxy_cache_lock
+
+
 # --- 2. two nodes: what A read, B reads from the site cache, with 0 requests at the origin ------
 
 @needs_nginx
