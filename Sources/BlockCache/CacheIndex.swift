@@ -17,10 +17,13 @@ public struct CachedObject: Sendable {
 /// Each thread gets its own connection, opened on first use and closed when the thread exits
 /// (a pthread key destructor). A connection is never shared across threads.
 public final class CacheIndex: Sendable {
-    /// 3: data files named by SHA-256 (2: by FNV-1a, whose 64 bits let two objects share a file).
-    public static let schemaVersion = 3
+    /// 4: 16 KiB blocks (3: 1 MiB blocks; 2: data files named by FNV-1a, whose 64 bits let two
+    /// objects share a file).
+    public static let schemaVersion = 4
     /// Bytes per block, fixed by the cache format: block `i` of an object sits at offset `i × blockSize`.
-    public static let blockSize = 1 << 20
+    /// The unit of presence and of checksums: small, so a scattered read fetches little more than it
+    /// needs (an HDF5 chunk, a header); sequential reads still go as multi-MiB requests of many blocks.
+    public static let blockSize = 16 << 10
     /// The directory the index lives in; it also holds the data files the index describes.
     public let directory: CacheDirectory
     public let path: String
@@ -161,19 +164,20 @@ public final class CacheIndex: Sendable {
                 CREATE TABLE IF NOT EXISTS listings(
                     bucket TEXT NOT NULL, prefix TEXT NOT NULL, fetched_at REAL NOT NULL, body TEXT NOT NULL,
                     PRIMARY KEY(bucket, prefix)) WITHOUT ROWID;
-                PRAGMA user_version = 3;
+                PRAGMA user_version = 4;
                 COMMIT;
                 """)
             return nil
         }
-        // 1 checksummed with zlib's CRC-32, 2 named data files by FNV-1a: neither set of blocks can
-        // be trusted or found under version 3's names, so they are forgotten (the rows first, so a
-        // crash in between leaves only stray files, never rows that point at the wrong bytes) and
-        // fetched again when read. Objects and listings are kept.
+        // 1 checksummed with zlib's CRC-32, 2 named data files by FNV-1a, 3 checksummed 1 MiB
+        // blocks: none of their rows describe version 4's blocks, so they are forgotten (the rows
+        // first, so a crash in between leaves only stray files, never rows that point at the wrong
+        // bytes) and fetched again when read. Objects and listings are kept.
         let blocks = try connection.query("SELECT COUNT(*) FROM blocks").first?.first?.int ?? 0
-        try connection.execute("BEGIN; DELETE FROM blocks; PRAGMA user_version = 3; COMMIT;")
+        try connection.execute("BEGIN; DELETE FROM blocks; PRAGMA user_version = 4; COMMIT;")
         directory.removeAllDataFiles()
-        return "upgraded the cache index from schema \(version) to 3 (data files named by SHA-256): forgot \(blocks) cached blocks of the old naming; they are fetched again when read"
+        let change = version == 3 ? "16 KiB blocks instead of 1 MiB" : "data files named by SHA-256, 16 KiB blocks"
+        return "upgraded the cache index from schema \(version) to 4 (\(change)): forgot \(blocks) cached blocks of the old format; they are fetched again when read"
     }
 
     public static var sqliteVersion: String { String(cString: sqlite3_libversion()) }
@@ -235,6 +239,19 @@ public final class CacheIndex: Sendable {
     public func recordBlock(objectID: Int64, block: Int, crc: UInt32, length: Int) throws(SQLiteError) {
         try run { db throws(SQLiteError) in try db.query("INSERT OR REPLACE INTO blocks(object_id, block, crc, length) VALUES(?, ?, ?, ?)",
                                [.integer(objectID), .integer(Int64(block)), .integer(Int64(crc)), .integer(Int64(length))]) }
+    }
+
+    /// Records blocks written to disk, in one transaction (a sequential read stores 64 a MiB).
+    public func recordBlocks(objectID: Int64, _ blocks: [(block: Int, crc: UInt32, length: Int)]) throws(SQLiteError) {
+        guard !blocks.isEmpty else { return }
+        try run { db throws(SQLiteError) in
+            try db.transaction { () throws(SQLiteError) in
+                for entry in blocks {
+                    try db.query("INSERT OR REPLACE INTO blocks(object_id, block, crc, length) VALUES(?, ?, ?, ?)",
+                                 [.integer(objectID), .integer(Int64(entry.block)), .integer(Int64(entry.crc)), .integer(Int64(entry.length))])
+                }
+            }
+        }
     }
 
     /// Bytes of all blocks recorded, over every object.

@@ -7,6 +7,7 @@ import ObjectStore
 
 /// What the read path needs from the rest of the filesystem.
 struct ReadContext: Sendable {
+    let policies: Policies
     let client: any ObjectSource
     let index: CacheIndex
     let pool: DownloadPool
@@ -50,6 +51,8 @@ public struct MountConfiguration: Sendable {
     public var cacheLimit: Int
     /// Readahead for sequential readers and next-scan prefetch for readers walking through time.
     public var prefetch = true
+    /// Request sizes, windows and bounds of the read path.
+    public var policies = Policies()
     /// Version lines for `.diagnostics` (goesfs, SQLite, libfuse), from the layers that own them.
     public var versionLines: [String] = []
 
@@ -100,7 +103,8 @@ public final class GOESFileSystem: Sendable {
                                             extra: configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
         let listings = ListingCache(client: client, index: index, logger: logger)
-        let readContext = ReadContext(client: client, index: index, pool: DownloadPool(threads: configuration.downloadThreads),
+        let readContext = ReadContext(policies: configuration.policies, client: client, index: index,
+                                      pool: DownloadPool(threads: configuration.downloadThreads, reserved: configuration.policies.threadsReservedForReaders),
                                       statistics: statistics, budget: budget, diagnostics: diagnostics,
                                       openObjects: registry, verified: verified,
                                       storeHealth: CacheStoreHealth(statistics: statistics, logger: logger),
@@ -156,20 +160,14 @@ public final class GOESFileSystem: Sendable {
         let ref = try namespace.object(at: path)
         let object = openObjects.acquire(ref, context: context)
         scans?.opened(ref)
-        return register(.object(object, ReadPattern()))
+        return register(.object(object, ReadPattern(policies: context.policies)))
     }
 
     /// Reads from an open handle; `reply` runs exactly once, possibly on another thread.
     public func read(handle: UInt64, offset: Int, length: Int, reply: @escaping @Sendable (Result<ReadData, FSError>) -> Void) {
         switch handles.withLock({ $0.open[handle] }) {
         case .object(let object, let pattern)?:
-            object.read(offset: offset, length: length, reply: reply)
-            // Offsets come from any caller (up to 2⁶³−1): clamp instead of trapping on overflow.
-            let end = offset.addingReportingOverflow(length)
-            if prefetch, offset >= 0, length >= 0, !end.overflow {
-                let ahead = pattern.record(offset: offset, end: end.partialValue)
-                if ahead > 0 { object.prefetch(after: end.partialValue, blocks: ahead) }
-            }
+            object.read(offset: offset, length: length, pattern: prefetch ? pattern : nil, reply: reply)
         case .snapshot(let bytes)?:
             let start = min(max(offset, 0), bytes.count), end = min(bytes.count, start + min(max(length, 0), bytes.count))
             reply(.success(.bytes(Array(bytes[start..<end]))))

@@ -4,31 +4,32 @@ import Locking
 import Logging
 import ObjectStore
 
-/// One object being read: which of its blocks are on disk, and who waits for which download.
+/// One object being read: which of its blocks are on disk, which are on their way in which
+/// request, and what to request next.
 ///
 /// Shared by every open handle of the same object, so concurrent reads of a missing block share
-/// one GET. Readers never block a thread on the network: they leave a callback and return.
+/// one GET. Readers never block a thread on the network: they leave a callback and return. The
+/// storing side (writing, checksumming, recording) is in `OpenObject+Store.swift`.
 final class OpenObject: Sendable {
     let bucket: String
     let key: String
     let size: Int
     let etag: String
-    let blockSize: Int
+    let policies: Policies
+    var blockSize: Int { policies.blockSize }
     /// The index row and data file; nil when the cache could not take the object at open (a full
     /// disk): the object is then read from the network into memory only.
-    private let recordID: Int64?
-    private let dataFile: DataFile?
-    private let context: ReadContext
-    private let state: Locked<Blocks>
+    let recordID: Int64?
+    let dataFile: DataFile?
+    let context: ReadContext
+    let state: Locked<Blocks>
 
     enum BlockState {
         /// On disk with this checksum; `verified` once checked against it in this mount.
         case present(crc: UInt32, verified: Bool)
-        /// Queued or under way; `claimed` once a download thread has taken it.
-        case downloading(waiters: [BlockWaiter], claimed: Bool)
-        /// The last download failed; until `until` (uptime ns) readers get this error at once. The
-        /// kernel re-reads synchronously right after a failed readahead: without this, every retry
-        /// count and deadline would double.
+        /// Requested (queued or under way) in this request.
+        case fetching(RangeFetch)
+        /// The last download failed; until `until` (uptime ns) readers get this error at once.
         case failed(FSError, until: UInt64)
         /// Fetched but not stored (the cache could not be written): served from memory.
         case unstored([UInt8])
@@ -36,23 +37,26 @@ final class OpenObject: Sendable {
 
     struct Blocks {
         var table: [Int: BlockState] = [:]
-        /// Blocks held in memory, oldest first: at most `OpenObject.unstoredLimit` of them.
+        /// Blocks held in memory, oldest first: at most `Policies.unstoredBytesPerObject` of them.
         var unstored: [Int] = []
         /// Set once the source's copy changed under us: every read fails until the object is reopened.
         var stale: FSError?
+        /// Reads that had to fetch, away from any sequential run: enough of them and the rest of
+        /// the object is fetched in the background.
+        var scatteredMisses = 0
+        var backgroundFill = false
     }
 
-    static let failureMemoryNanoseconds: UInt64 = 2_000_000_000
-    static let unstoredLimit = 24
+    var lastBlock: Int { size > 0 ? (size - 1) / blockSize : -1 }
 
     init(bucket: String, object: ListedObject, context: ReadContext) {
         self.bucket = bucket
         key = object.key
         size = object.size
         etag = object.etag
-        blockSize = CacheIndex.blockSize
+        policies = context.policies
         self.context = context
-        let lastBlock = object.size > 0 ? (object.size - 1) / CacheIndex.blockSize : -1
+        let lastBlock = object.size > 0 ? (object.size - 1) / context.policies.blockSize : -1
         var file: DataFile?
         var record: CachedObject?
         do {
@@ -75,7 +79,7 @@ final class OpenObject: Sendable {
             let verified = context.verified
             verified.distrustUnlessUnchanged(objectID: record.id, changeTime: file?.changeTime)
             // A damaged index could name blocks past the end: those are not this object's.
-            for (block, crc) in record.blocks where (0...max(lastBlock, 0)).contains(block) && lastBlock >= 0 {
+            for (block, crc) in record.blocks where lastBlock >= 0 && (0...lastBlock).contains(block) {
                 blocks.table[block] = .present(crc: crc, verified: verified.contains(objectID: record.id, block: block))
             }
         }
@@ -85,328 +89,239 @@ final class OpenObject: Sendable {
     /// True once the source's copy changed: the next open must make a new object.
     var isStale: Bool { state.withLock { $0.stale != nil } }
 
-    /// Reads `length` bytes at `offset`, fetching missing blocks; `reply` may run on a download thread.
-    func read(offset: Int, length: Int, isRetry: Bool = false, reply: @escaping @Sendable (Result<ReadData, FSError>) -> Void) {
+    /// Whether readahead may run: it needs the disk (memory would have to hold what it fetches).
+    var mayFetchAhead: Bool { dataFile != nil && context.storeHealth.mayStore }
+
+    func byteRange(of block: Int) -> Range<Int> {
+        (block * blockSize)..<min(size, (block + 1) * blockSize)
+    }
+
+    func byteRange(of blocks: ClosedRange<Int>) -> Range<Int> {
+        (blocks.lowerBound * blockSize)..<min(size, (blocks.upperBound + 1) * blockSize)
+    }
+
+    // MARK: Reading
+
+    /// Reads `length` bytes at `offset`, fetching what is missing; `reply` may run on a download
+    /// thread. `pattern` (the handle's) decides readahead; nil reads exactly what is asked.
+    func read(offset: Int, length: Int, pattern: ReadPattern?, isRetry: Bool = false,
+              reply: @escaping @Sendable (Result<ReadData, FSError>) -> Void) {
         guard offset >= 0, length >= 0 else { return reply(.failure(.invalidArgument("negative offset or length"))) }
         guard offset < size, length > 0 else { return reply(.success(.bytes([]))) }
         let end = offset + min(length, size - offset)   // no overflow: both terms ≤ size
         let wanted = (offset / blockSize)...((end - 1) / blockSize)
-        ensure(wanted) { [self] error, downloaded in
+        let readahead = pattern?.record(offset: offset, end: end)
+        if let dataFile, dataFile.changedByOthers() { distrustCheckedBlocks() }
+        verifyFirstUse(wanted)
+        let plan = planRead(wanted, offset: offset, readahead: readahead, sequential: pattern?.isSequential ?? false)
+        if let error = plan.error { return reply(.failure(error)) }
+        plan.submit(self)
+        let downloaded = !plan.waits.isEmpty
+        let waiter = BlockWaiter { [self] error in
             if let error { return reply(.failure(error)) }
-            // All blocks on disk and the file long enough: let the kernel take the bytes from it.
-            let onDisk = state.withLock { s in wanted.allSatisfy { if case .present = s.table[$0] { true } else { false } } }
-            if onDisk, let dataFile, dataFile.length >= end, let lease = try? dataFile.lease() {
-                context.statistics.recordRead(bucket: bucket, key: key, bytes: end - offset, fromCache: !downloaded)
-                return reply(.success(.fileRange(descriptor: lease.descriptor, offset: offset, length: end - offset, owner: lease)))
+            deliver(offset: offset, end: end, wanted: wanted, from: plan.waits, downloaded: downloaded) { result in
+                if case .failure = result, !isRetry {
+                    return read(offset: offset, length: length, pattern: nil, isRetry: true, reply: reply)
+                }
+                reply(result)
             }
-            switch assemble(offset: offset, end: end, wanted: wanted) {
-            case .success(let bytes):
-                context.statistics.recordRead(bucket: bucket, key: key, bytes: bytes.count, fromCache: !downloaded)
-                reply(.success(.bytes(bytes)))
-            case .failure(let problem):
-                if isRetry { return reply(.failure(problem)) }
-                read(offset: offset, length: length, isRetry: true, reply: reply)
-            }
+        }
+        for fetch in plan.waits {
+            waiter.expectOneMore()
+            fetch.wait(until: min(end, byteRange(of: fetch.blocks).upperBound), waiter.finished)
+        }
+        waiter.armed()
+    }
+
+    /// What one read needs: requests to wait for (new or already under way) and new requests to send.
+    struct ReadPlan {
+        var waits: [RangeFetch] = []
+        var newRequests: [RangeFetch] = []
+        /// Queued requests of lower priority a reader now waits for: sent again at reader priority.
+        var boosted: [RangeFetch] = []
+        var error: FSError?
+
+        func submit(_ object: OpenObject) {
+            for fetch in newRequests { object.send(fetch, at: fetch.priority) }
+            for fetch in boosted { object.send(fetch, at: .reader) }
         }
     }
 
-    /// The bytes of `offset..<end` from the data file and from blocks held in memory. A block that
-    /// went missing meanwhile is forgotten, so a second try fetches it again.
-    private func assemble(offset: Int, end: Int, wanted: ClosedRange<Int>) -> Result<[UInt8], FSError> {
-        var bytes = [UInt8](repeating: 0, count: end - offset)
-        for block in wanted {
-            let range = byteRange(of: block).clamped(to: offset..<end)
-            let held: [UInt8]? = state.withLock { s in
-                if case .unstored(let data) = s.table[block] { return data }
-                return nil
-            }
-            let blockStart = block * blockSize
-            if let held {
-                bytes.withUnsafeMutableBytes { out in
-                    held.withUnsafeBytes { src in
-                        UnsafeMutableRawBufferPointer(rebasing: out[(range.lowerBound - offset)..<(range.upperBound - offset)])
-                            .copyMemory(from: UnsafeRawBufferPointer(rebasing: src[(range.lowerBound - blockStart)..<(range.upperBound - blockStart)]))
+    private func planRead(_ wanted: ClosedRange<Int>, offset: Int, readahead: ReadPattern.Readahead?, sequential: Bool) -> ReadPlan {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let storing = mayFetchAhead
+        return state.withLock { s -> ReadPlan in
+            var plan = ReadPlan()
+            if let stale = s.stale { plan.error = stale; return plan }
+            var missing: [Int] = []
+            var recentFailure: FSError?
+            for block in wanted {
+                switch s.table[block] {
+                case .present, .unstored: continue
+                case .failed(let error, let until) where now < until: recentFailure = recentFailure ?? error
+                case .failed, nil: missing.append(block)
+                case .fetching(let fetch):
+                    if fetch.priority == .background && !fetch.isClaimed {
+                        // A fill queued behind others: take this read's blocks into a request of its own.
+                        missing.append(block)
+                    } else if !plan.waits.contains(where: { $0 === fetch }) {
+                        plan.waits.append(fetch)
+                        if fetch.priority != .reader && !fetch.isClaimed { plan.boosted.append(fetch) }
                     }
                 }
-                continue
             }
-            guard let dataFile else { return .failure(.io("\(bucket)/\(key) block \(block) left memory before it was read")) }
-            do {
-                let got = try bytes.withUnsafeMutableBytes { out in
-                    try dataFile.read(into: UnsafeMutableRawBufferPointer(rebasing: out[(range.lowerBound - offset)..<(range.upperBound - offset)]),
-                                      at: range.lowerBound)
+            if let recentFailure { plan.error = recentFailure; return plan }
+            // A cold open reads the header first: fetch the whole header region in that one request.
+            if missing.first == 0, offset < policies.headBytes {
+                let headLast = min(lastBlock, policies.blocks(policies.headBytes) - 1)
+                var block = (missing.last ?? 0) + 1
+                while block <= headLast, OpenObject.isMissing(s.table[block]) { missing.append(block); block += 1 }
+            }
+            for run in FetchPlanner.runs(missing, maxBlocks: policies.blocks(policies.maxRequestBytes)) {
+                let fetch = RangeFetch(blocks: run, priority: .reader)
+                for block in run { s.table[block] = .fetching(fetch) }
+                plan.waits.append(fetch)
+                plan.newRequests.append(fetch)
+            }
+            if !missing.isEmpty && !sequential { s.scatteredMisses += 1 }
+            guard storing else { return plan }
+            if let readahead {
+                let first = wanted.upperBound + 1
+                let last = min(lastBlock, (byteRange(of: wanted).upperBound + readahead.window - 1) / blockSize)
+                if first <= last {
+                    let runs = FetchPlanner.readahead(first...last, requestBlocks: policies.blocks(readahead.requestBytes),
+                                                      lastBlock: lastBlock, urgentBlock: first) { OpenObject.isMissing(s.table[$0]) }
+                    for run in runs {
+                        let fetch = RangeFetch(blocks: run, priority: .readahead)
+                        for block in run { s.table[block] = .fetching(fetch) }
+                        plan.newRequests.append(fetch)
+                    }
                 }
-                if got < range.count {
-                    // The data file lost bytes under us: forget the block and fetch it once more.
-                    forget(block...block, reason: "data file shorter than recorded")
-                    return .failure(.io("cache file \(dataFile.path) keeps losing bytes"))
+            } else if !s.backgroundFill, s.scatteredMisses >= policies.backgroundFillAfterMisses, size >= policies.backgroundFillMinimumSize {
+                s.backgroundFill = true
+                plan.newRequests += planWhole(&s, priority: .background)
+            }
+            return plan
+        }
+    }
+
+    /// Requests for every block neither present nor requested, in the largest requests allowed.
+    private func planWhole(_ s: inout Blocks, priority: DownloadPool.Priority) -> [RangeFetch] {
+        guard lastBlock >= 0 else { return [] }
+        let missing = (0...lastBlock).filter { OpenObject.isMissing(s.table[$0]) }
+        return FetchPlanner.runs(missing, maxBlocks: policies.blocks(policies.maxRequestBytes)).map { run in
+            let fetch = RangeFetch(blocks: run, priority: priority)
+            for block in run { s.table[block] = .fetching(fetch) }
+            return fetch
+        }
+    }
+
+    /// Neither present nor requested (a failure no longer remembered counts as missing).
+    static func isMissing(_ entry: BlockState?) -> Bool {
+        switch entry {
+        case nil: return true
+        case .failed(_, let until): return DispatchTime.now().uptimeNanoseconds >= until
+        default: return false
+        }
+    }
+
+    /// Answers a read whose requests have delivered its bytes: straight from the data file when
+    /// every block is on disk (the kernel takes the bytes from it), else assembled from the
+    /// requests' buffers, memory and the data file.
+    private func deliver(offset: Int, end: Int, wanted: ClosedRange<Int>, from fetches: [RangeFetch], downloaded: Bool,
+                         reply: (Result<ReadData, FSError>) -> Void) {
+        let onDisk = fetches.isEmpty && state.withLock { s in wanted.allSatisfy { if case .present = s.table[$0] { true } else { false } } }
+        if onDisk, let dataFile, dataFile.length >= end, let lease = try? dataFile.lease() {
+            context.statistics.recordRead(bucket: bucket, key: key, bytes: end - offset, fromCache: !downloaded)
+            return reply(.success(.fileRange(descriptor: lease.descriptor, offset: offset, length: end - offset, owner: lease)))
+        }
+        switch assemble(offset: offset, end: end, wanted: wanted, fetches: fetches) {
+        case .success(let bytes):
+            context.statistics.recordRead(bucket: bucket, key: key, bytes: bytes.count, fromCache: !downloaded)
+            reply(.success(.bytes(bytes)))
+        case .failure(let problem):
+            reply(.failure(problem))
+        }
+    }
+
+    /// The bytes of `offset..<end`. A block that went missing meanwhile is forgotten, so a second
+    /// try fetches it again.
+    private func assemble(offset: Int, end: Int, wanted: ClosedRange<Int>, fetches: [RangeFetch]) -> Result<[UInt8], FSError> {
+        var bytes = [UInt8](repeating: 0, count: end - offset)
+        var failure: FSError?
+        bytes.withUnsafeMutableBytes { out in
+            var block = wanted.lowerBound
+            while block <= wanted.upperBound, failure == nil {
+                let range = byteRange(of: block).clamped(to: offset..<end)
+                let target = UnsafeMutableRawBufferPointer(rebasing: out[(range.lowerBound - offset)..<(range.upperBound - offset)])
+                // From a request's buffer: the run of this read's blocks it holds, in one copy.
+                if let fetch = fetches.first(where: { $0.blocks.contains(block) }) {
+                    let run = block...min(wanted.upperBound, fetch.blocks.upperBound)
+                    let runRange = byteRange(of: run).clamped(to: offset..<end)
+                    let runTarget = UnsafeMutableRawBufferPointer(rebasing: out[(runRange.lowerBound - offset)..<(runRange.upperBound - offset)])
+                    if fetch.copy(runRange, into: runTarget) { block = run.upperBound + 1; continue }
                 }
-            } catch {
-                forget(block...block, reason: "cache file unreadable: \(error)")
-                return .failure(.io("cannot read the cache file \(dataFile.path): \(error)"))
+                let entry = state.withLock { $0.table[block] }
+                switch entry {
+                case .unstored(let held):
+                    let start = block * blockSize
+                    held.withUnsafeBytes { src in
+                        target.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[(range.lowerBound - start)..<(range.upperBound - start)]))
+                    }
+                case .present:
+                    failure = readFromDisk(block, range, into: target)
+                case .fetching(let fetch) where fetch.copy(range, into: target):
+                    break
+                default:
+                    failure = .io("\(bucket)/\(key) block \(block) left the cache before it was read")
+                }
+                block += 1
             }
         }
+        if let failure { return .failure(failure) }
         return .success(bytes)
     }
+
+    private func readFromDisk(_ block: Int, _ range: Range<Int>, into target: UnsafeMutableRawBufferPointer) -> FSError? {
+        guard let dataFile else { return .io("\(bucket)/\(key) block \(block) has no cache file") }
+        do {
+            let got = try dataFile.read(into: target, at: range.lowerBound)
+            if got < range.count {
+                // The data file lost bytes under us: forget the block and fetch it once more.
+                forget(block...block, reason: "data file shorter than recorded")
+                return .io("cache file \(dataFile.path) keeps losing bytes")
+            }
+            return nil
+        } catch {
+            forget(block...block, reason: "cache file unreadable: \(error)")
+            return .io("cannot read the cache file \(dataFile.path): \(error)")
+        }
+    }
+
+    // MARK: Whole-object fetches
 
     /// Fetches every missing block in the background; `done` runs when all are in (or failed).
     func fetchAll(done: @escaping @Sendable () -> Void) {
         guard size > 0, dataFile != nil else { return done() }
-        ensure(0...((size - 1) / blockSize), urgent: false) { _, _ in done() }
-    }
-
-    /// Makes every block in `wanted` available (on disk or in memory), then calls `done` with nil on
-    /// success and whether anything had to be downloaded.
-    private func ensure(_ wanted: ClosedRange<Int>, urgent: Bool = true, done: @escaping @Sendable (FSError?, Bool) -> Void) {
-        if let dataFile, dataFile.changedByOthers() { distrustCheckedBlocks() }
-        verifyFirstUse(wanted)
-        var waited = false
-        let waiter = BlockWaiter { error in done(error, true) }
-        var toFetch: [Int] = []
-        var recentFailures: [FSError] = []
-        let now = DispatchTime.now().uptimeNanoseconds
-        let stale = state.withLock { s -> FSError? in
-            if let stale = s.stale { return stale }
-            for block in wanted {
-                switch s.table[block] {
-                case .present, .unstored: continue
-                case .failed(let error, let until) where now < until:
-                    recentFailures.append(error)
-                    continue
-                case .failed:
-                    s.table[block] = .downloading(waiters: [waiter], claimed: false)
-                    toFetch.append(block)
-                case .downloading(let waiters, let claimed):
-                    s.table[block] = .downloading(waiters: waiters + [waiter], claimed: claimed)
-                    // A prefetch still queued behind others: queue it again in front (first taker wins).
-                    if !claimed { toFetch.append(block) }
-                case nil:
-                    s.table[block] = .downloading(waiters: [waiter], claimed: false)
-                    toFetch.append(block)
-                }
-                waiter.expectOneMore()
-                waited = true
-            }
-            return nil
+        let fetches = state.withLock { s -> [RangeFetch] in
+            guard s.stale == nil else { return [] }
+            let new = planWhole(&s, priority: .background)
+            // Requests already under way for other readers count too.
+            var all = new
+            for entry in s.table.values { if case .fetching(let f) = entry, !all.contains(where: { $0 === f }) { all.append(f) } }
+            return all
         }
-        if let stale { return done(stale, false) }
-        if let error = recentFailures.first, !waited { return done(error, false) }
-        guard waited else { return done(nil, false) }
-        for error in recentFailures { waiter.expectOneMore(); waiter.blockFinished(error) }
-        for block in toFetch { context.pool.submit(urgent: urgent) { [self] in download(block) } }
+        let waiter = BlockWaiter { _ in done() }
+        for fetch in fetches where fetch.priority == .background && !fetch.isClaimed { send(fetch, at: .background) }
+        for fetch in fetches {
+            waiter.expectOneMore()
+            fetch.wait(until: byteRange(of: fetch.blocks).upperBound, waiter.finished)
+        }
         waiter.armed()
     }
 
-    /// Prepares up to `blocks` blocks from the one holding `offset`, with nobody waiting: a
-    /// sequential reader will want them next. Missing blocks are downloaded; cached ones not yet
-    /// checked in this mount are checksummed now, in parallel, instead of in the reader's way.
-    /// Nothing is fetched ahead while the cache cannot store (memory would have to hold it).
-    func prefetch(after offset: Int, blocks count: Int) {
-        guard offset >= 0, offset < size, count > 0 else { return }
-        let storing = dataFile != nil && context.storeHealth.mayStore
-        let first = offset / blockSize
-        let last = min((size - 1) / blockSize, first + min(count, 64) - 1)
-        var toVerify: [Int] = []
-        let toFetch = state.withLock { s in
-            (first...last).filter { block in
-                if case .present(_, false) = s.table[block] { toVerify.append(block) }
-                guard storing, s.stale == nil, s.table[block] == nil else { return false }
-                s.table[block] = .downloading(waiters: [], claimed: false)
-                return true
-            }
-        }
-        for block in toFetch { context.pool.submit(urgent: false) { [self] in download(block) } }
-        for block in toVerify { context.pool.submit(urgent: false) { [self] in verifyFirstUse(block...block) } }
-    }
-
-    /// Someone else wrote to the data file while it was open: every block is checked again
-    /// against its checksum before it is served (a damaged cache is repaired, never served).
-    private func distrustCheckedBlocks() {
-        let blocks = state.withLock { s -> [Int] in
-            var marked: [Int] = []
-            for (block, entry) in s.table {
-                if case .present(let crc, true) = entry { s.table[block] = .present(crc: crc, verified: false); marked.append(block) }
-            }
-            return marked
-        }
-        if let recordID { for block in blocks { context.verified.remove(objectID: recordID, block: block) } }
-        context.logger.warning("\(bucket)/\(key): its cache file was changed by someone else; checking its blocks again")
-    }
-
-    /// Checks blocks read for the first time in this mount against their recorded checksums.
-    private func verifyFirstUse(_ wanted: ClosedRange<Int>) {
-        guard let dataFile, let recordID else { return }
-        let unverified = state.withLock { s in
-            wanted.compactMap { block -> (Int, UInt32)? in
-                if case .present(let crc, false) = s.table[block] { return (block, crc) }
-                return nil
-            }
-        }
-        for (block, crc) in unverified {
-            let range = byteRange(of: block)
-            var got = 0
-            // Not zero-filled first: every byte checked is one pread just wrote.
-            let buffer = [UInt8](unsafeUninitializedCapacity: range.count) { storage, count in
-                got = (try? dataFile.read(into: UnsafeMutableRawBufferPointer(storage), at: range.lowerBound)) ?? 0
-                count = got
-            }
-            let actual = buffer.withUnsafeBytes { blockChecksum($0) }
-            if got == range.count && actual == crc {
-                state.withLock { s in
-                    if case .present(crc, false) = s.table[block] { s.table[block] = .present(crc: crc, verified: true) }
-                }
-                context.verified.insert(objectID: recordID, block: block)
-                context.verified.noteChangeTime(objectID: recordID, changeTime: dataFile.changeTime)
-            } else {
-                forget(block...block, reason: got < range.count ? "cached block \(block) is missing bytes" : "cached block \(block) failed its checksum")
-            }
-        }
-    }
-
-    private func forget(_ range: ClosedRange<Int>, reason: String) {
-        let dropped = state.withLock { s in
-            range.filter { block in
-                guard case .present = s.table[block] else { return false }
-                s.table[block] = nil
-                return true
-            }
-        }
-        if let recordID {
-            for block in dropped {
-                do { try context.index.dropBlock(objectID: recordID, block: block) } catch {
-                    context.logger.error("\(bucket)/\(key): could not drop block \(block) from the index: \(error)")
-                }
-                context.verified.remove(objectID: recordID, block: block)
-            }
-        }
-        context.budget.dropped(bytes: dropped.reduce(0) { $0 + byteRange(of: $1).count })
-        context.logger.warning("\(bucket)/\(key): \(reason); fetching it again")
-        context.statistics.recordRepair("repaired \(bucket)/\(key): \(reason)")
-    }
-
-    private func download(_ block: Int) {
-        // In use until written and recorded: eviction must not delete the file or row under us.
-        guard context.openObjects.downloadStarted(self) else { return }
-        defer { context.openObjects.downloadEnded(self) }
-        let mine = state.withLock { s -> Bool in
-            guard case .downloading(let waiters, false) = s.table[block] else { return false }
-            s.table[block] = .downloading(waiters: waiters, claimed: true)
-            return true
-        }
-        guard mine else { return }
-        let range = byteRange(of: block)
-        var buffer = [UInt8](repeating: 0, count: range.count)
-        var failure: FSError?
-        var changed = false
-        do {
-            let statistics = context.statistics
-            let transfer = statistics.beginTransfer(bucket: bucket, key: key, objectSize: size, bytes: range.count)
-            defer { statistics.endTransfer(transfer) }
-            try buffer.withUnsafeMutableBytes { target in
-                try context.client.fetch(bucket: bucket, key: key, objectSize: size, etag: etag, range: range, into: target) { bytes in
-                    statistics.transferProgress(transfer, bytes: bytes)
-                }
-            }
-        } catch let error as FetchError {
-            failure = FSError(error)
-            changed = error.category == .changed
-            context.logger.error("\(bucket)/\(key) block \(block): \(error)", metadata: ["category": "\(error.category.rawValue)"])
-        } catch {
-            failure = .io("block \(block) of \(key): \(error)")
-        }
-        if changed { return sourceChanged(failure!) }
-        var outcome = StoreOutcome.unstored
-        if failure == nil { outcome = store(block, buffer) }
-        let waiters = state.withLock { s -> [BlockWaiter] in
-            guard case .downloading(let waiters, _) = s.table[block] else { return [] }
-            if let failure {
-                s.table[block] = .failed(failure, until: DispatchTime.now().uptimeNanoseconds + OpenObject.failureMemoryNanoseconds)
-            } else {
-                switch outcome {
-                case .stored(let crc): s.table[block] = .present(crc: crc, verified: true)
-                case .unstored, .objectGone: hold(block, buffer, in: &s)
-                }
-            }
-            return waiters
-        }
-        if failure == nil {
-            context.diagnostics.downloadSucceeded()
-        } else {
-            context.diagnostics.downloadFailed()
-        }
-        for waiter in waiters { waiter.blockFinished(failure) }
-    }
-
-    private enum StoreOutcome { case stored(crc: UInt32), unstored, objectGone }
-
-    /// Writes a block, checksums it and only then records it: a crash in between just refetches it.
-    /// A cache that cannot be written (a full disk) costs nothing but the caching.
-    private func store(_ block: Int, _ bytes: [UInt8]) -> StoreOutcome {
-        guard let dataFile, let recordID, context.storeHealth.mayStore, !isStale else { return .unstored }
-        let range = byteRange(of: block)
-        do {
-            let crc = try bytes.withUnsafeBytes { raw in
-                try dataFile.write(raw, at: range.lowerBound)
-                return blockChecksum(raw)
-            }
-            try context.index.recordBlock(objectID: recordID, block: block, crc: crc, length: range.count)
-            context.storeHealth.storeSucceeded()
-            context.verified.insert(objectID: recordID, block: block)
-            context.verified.noteChangeTime(objectID: recordID, changeTime: dataFile.changeTime)
-            context.budget.stored(bytes: range.count)
-            return .stored(crc: crc)
-        } catch let error as SQLiteError where error.code == 19 /* SQLITE_CONSTRAINT */ {
-            // The object's row is gone (evicted): should not happen while it is in use; keep nothing.
-            context.logger.warning("\(bucket)/\(key) block \(block): the object left the cache during its download")
-            return .objectGone
-        } catch {
-            context.storeHealth.storeFailed(error, what: "block \(block) of \(bucket)/\(key)")
-            return .unstored
-        }
-    }
-
-    /// Keeps a block that could not be stored in memory for the readers, within `unstoredLimit`.
-    private func hold(_ block: Int, _ bytes: [UInt8], in s: inout Blocks) {
-        s.table[block] = .unstored(bytes)
-        s.unstored.append(block)
-        while s.unstored.count > OpenObject.unstoredLimit {
-            let oldest = s.unstored.removeFirst()
-            if case .unstored = s.table[oldest] { s.table[oldest] = nil }
-        }
-    }
-
-    /// The source now holds another version: drop everything cached of this one and the listing
-    /// that named it; this object fails every read from now on (a reopen lists again).
-    private func sourceChanged(_ error: FSError) {
-        let waiters = state.withLock { s -> [BlockWaiter] in
-            s.stale = error
-            var waiting: [BlockWaiter] = []
-            for (block, entry) in s.table {
-                if case .downloading(let w, _) = entry { waiting += w }
-                s.table[block] = nil
-            }
-            s.unstored = []
-            return waiting
-        }
-        if let recordID {
-            let bytes = (try? context.index.blocks(objectID: recordID).reduce(0) { $0 + max(0, $1.length ?? 0) }) ?? 0
-            do { try context.index.removeObject(id: recordID) } catch {
-                context.logger.error("\(bucket)/\(key): could not drop the changed object from the index: \(error)")
-            }
-            context.verified.remove(objectID: recordID)
-            context.budget.dropped(bytes: bytes)
-        }
-        let folder = key.lastIndex(of: "/").map { String(key[...$0]) } ?? ""
-        context.listings.forget(bucket: bucket, prefix: folder)
-        context.logger.warning("\(bucket)/\(key) changed at the source while being read: its cached blocks and listing were dropped")
-        context.statistics.noteEvent("\(bucket)/\(key) changed at the source; cached copy dropped")
-        context.diagnostics.downloadFailed()
-        for waiter in waiters { waiter.blockFinished(error) }
-        context.changes.objectChanged(bucket: bucket, key: key)
-    }
-
-    private func byteRange(of block: Int) -> Range<Int> {
-        (block * blockSize)..<min(size, (block + 1) * blockSize)
+    func send(_ fetch: RangeFetch, at priority: DownloadPool.Priority) {
+        context.pool.submit(priority) { [self] in download(fetch) }
     }
 }
 
@@ -419,8 +334,8 @@ extension OpenObject {
                 let bytes = byteRange(of: block).count
                 switch entry {
                 case .present, .unstored: summary.present += bytes
-                case .downloading(let waiters, _) where waiters.isEmpty: summary.ahead += bytes
-                case .downloading: summary.waited += bytes
+                case .fetching(let fetch) where fetch.priority == .reader || fetch.hasWaiters: summary.waited += bytes
+                case .fetching: summary.ahead += bytes
                 case .failed: break
                 }
             }
@@ -429,7 +344,7 @@ extension OpenObject {
     }
 }
 
-/// Calls its completion once every block it waits for has finished (or one failed).
+/// Calls its completion once every request it waits for has delivered (or one failed).
 final class BlockWaiter: Sendable {
     private struct State { var pending = 1; var error: FSError? }
     private let state = Locked(State())
@@ -439,9 +354,9 @@ final class BlockWaiter: Sendable {
 
     func expectOneMore() { state.withLock { $0.pending += 1 } }
     /// Registration is over: the extra count taken at creation is released.
-    func armed() { blockFinished(nil) }
+    func armed() { finished(nil) }
 
-    func blockFinished(_ error: FSError?) {
+    @Sendable func finished(_ error: FSError?) {
         let finished = state.withLock { s -> (Bool, FSError?) in
             if s.error == nil { s.error = error }
             s.pending -= 1

@@ -39,7 +39,7 @@ final class ScanPrefetcher: Sendable {
             return step > 0 && step <= 2 * 3600
         }
         guard walking else { return }
-        pool.submit(urgent: false) { [self] in prefetchAfter(ref, name: name, series: series) }
+        pool.submit(.background) { [self] in prefetchAfter(ref, name: name, series: series) }
     }
 
     private func prefetchAfter(_ ref: ObjectRef, name: ObjectName, series: String) {

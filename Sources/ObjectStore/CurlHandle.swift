@@ -41,8 +41,13 @@ final class ResponseSink {
     var expectedTotal: Int?
     /// Set when the reply is not the bytes asked for; the transfer is stopped before any is stored.
     var refusal: String?
+    /// The listed ETag: a reply naming another one is refused before any byte is kept.
+    var expectedETag: String?
     let bandwidth: BandwidthLimit?
     var progress: ((Int) -> Void)?
+    /// Called after every chunk with the bytes now in the target, so a reader can be answered
+    /// from the first bytes while the rest still arrives.
+    var arrival: ((Int) -> Void)?
     /// Bytes not yet reported to `progress`: reported in batches, so eight download threads do not
     /// queue on the statistics lock for every 16 KB chunk, but at least every quarter second: a
     /// slow transfer holding 256 KB back would make "In progress" lag and its ETA run long.
@@ -99,6 +104,10 @@ final class ResponseSink {
     /// Decides, at the first body byte, whether this reply carries exactly the bytes asked for.
     private func refusalReason() -> String? {
         guard expectsRange, let target else { return nil }
+        // Another version: the caller turns this into "changed" (ESTALE); none of its bytes are kept.
+        if let expectedETag, !expectedETag.isEmpty, let sent = etag, ETag.normalized(sent) != ETag.normalized(expectedETag) {
+            return "a reply with ETag \(ListingRules.printable(sent)), listed \(ListingRules.printable(expectedETag))"
+        }
         // Stored bytes must be the object's own: a compressed (or otherwise encoded) body is not.
         if let encoding = contentEncoding, encoding != "identity" {
             return "a reply with Content-Encoding \(ListingRules.printable(encoding)) (only the object's own bytes can be stored)"
@@ -165,6 +174,7 @@ final class ResponseSink {
         if n > 0 {
             UnsafeMutableRawBufferPointer(rebasing: target[received..<(received + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: chunk[..<n]))
             received += n
+            arrival?(received)
             unreportedBytes += n
             if unreportedBytes >= ResponseSink.progressBatch
                 || DispatchTime.now().uptimeNanoseconds - reportedAt >= ResponseSink.progressIntervalNanoseconds { flushProgress() }
@@ -337,6 +347,8 @@ final class CurlHandle: @unchecked Sendable {
         defer { if let headers { curl_slist_free_all(headers) } }
         let sink = ResponseSink(handle: handle, target: request.target, rangeStart: request.range?.lowerBound ?? 0, bandwidth: bandwidth)
         sink.progress = progress
+        sink.arrival = request.arrival
+        sink.expectedETag = request.ifMatch
         sink.bodyLimit = request.bodyLimit
         sink.expectedTotal = request.expectedTotal
         sink.stallNanoseconds = UInt64(max(1, timeouts.stallSeconds)) * 1_000_000_000
@@ -389,6 +401,8 @@ struct HTTPRequest {
     var expectedTotal: Int? = nil
     /// The most body bytes kept without a target (a listing page); beyond it the reply is refused.
     var bodyLimit = 64 << 10
+    /// Told the count of body bytes in `target` after each chunk.
+    var arrival: ((Int) -> Void)? = nil
 }
 
 /// Hands out easy handles so that connections are reused across requests and threads, and caps

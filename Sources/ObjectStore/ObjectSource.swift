@@ -6,9 +6,12 @@ public protocol ObjectSource: Sendable {
     func list(bucket: String, prefix: String) throws(FetchError) -> (listing: Listing, rejected: [String])
 
     /// `range` of the object listed with `objectSize` and `etag` into `buffer` (its count is the
-    /// range's); `progress` gets byte counts as they arrive. Never bytes of another version.
+    /// range's), in order from its start. `progress` gets byte counts as they arrive (statistics);
+    /// `arrived` gets how many bytes from the buffer's start are final, after each chunk. Never
+    /// bytes of another version, not even for a moment: what `arrived` covers is kept.
     func fetch(bucket: String, key: String, objectSize: Int, etag: String, range: Range<Int>,
-               into buffer: UnsafeMutableRawBufferPointer, progress: ((Int) -> Void)?) throws(FetchError)
+               into buffer: UnsafeMutableRawBufferPointer, progress: ((Int) -> Void)?,
+               arrived: ((Int) -> Void)?) throws(FetchError)
 
     /// The servers behind it, for `.diagnostics` (none for a fake).
     var diagnosticSources: [Source] { get }

@@ -107,15 +107,18 @@ public final class S3Client: Sendable {
     /// never mixed and no byte is stored at the wrong offset.
     /// `progress` is called on this thread with each chunk's byte count as it arrives.
     public func fetch(bucket: String, key: String, objectSize: Int, etag: String = "", range: Range<Int>,
-                      into buffer: UnsafeMutableRawBufferPointer, progress: ((Int) -> Void)? = nil) throws(FetchError) {
+                      into buffer: UnsafeMutableRawBufferPointer, progress: ((Int) -> Void)? = nil,
+                      arrived: ((Int) -> Void)? = nil) throws(FetchError) {
         precondition(buffer.count == range.count)
         var done = 0
         try withRetries(key: key, kind: .data) { attempt, source, timeouts throws(FetchError) in
             let url = source.objectURL(bucket: bucket, key: key)
             if done > 0 { observer.transferResumed(key: key, keptBytes: done) }
             let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
+            let kept = done
             let request = HTTPRequest(url: url, range: (range.lowerBound + done)..<range.upperBound, target: rest,
-                                      ifMatch: etag.isEmpty ? nil : etag, expectedTotal: objectSize)
+                                      ifMatch: etag.isEmpty ? nil : etag, expectedTotal: objectSize,
+                                      arrival: arrived.map { report in { report(kept + $0) } })
             let outcome = handles.withHandle { $0.get(request, timeouts: timeouts, progress: progress) }
             reportSilentResends(outcome, kind: .data, key: key, attempt: attempt, source: source)
             observer.requestFinished(kind: .data, firstByteSeconds: outcome.firstByteSeconds, seconds: outcome.seconds)

@@ -190,9 +190,25 @@ final class CacheDirectoryTests: XCTestCase {
         XCTAssertNotNil(index.upgradeNote)
         XCTAssertTrue(index.upgradeNote?.contains("forgot 1 cached blocks") ?? false, index.upgradeNote ?? "")
         XCTAssertEqual(try index.openObject(bucket: "b", key: "k", size: 10, etag: "e").blocks, [:])
-        XCTAssertEqual(try index.connection().query("PRAGMA user_version").first?.first?.int, 3)
+        XCTAssertEqual(try index.connection().query("PRAGMA user_version").first?.first?.int, Int64(CacheIndex.schemaVersion))
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/objects/ab/abcdef0123456789.data"))
         XCTAssertNil(try CacheIndex(directory: cache).upgradeNote, "upgraded twice")
+    }
+
+    /// A version-3 cache recorded 1 MiB blocks: read as 16 KiB blocks its rows would point at the
+    /// wrong bytes, so they are forgotten (never misread) and the note says why.
+    func testUpgradeFromSchema3ForgetsTheMiBBlocks() throws {
+        let cache = try CacheDirectory(path: directory, create: true)
+        do {
+            let index = try CacheIndex(directory: cache)
+            let object = try index.openObject(bucket: "b", key: "k", size: 3 << 20, etag: "e")
+            try index.recordBlocks(objectID: object.id, [(0, 1, 1 << 20), (1, 2, 1 << 20)])
+            try index.connection().execute("PRAGMA user_version = 3")
+        }
+        let index = try CacheIndex(directory: cache)
+        XCTAssertTrue(index.upgradeNote?.contains("16 KiB blocks instead of 1 MiB") ?? false, index.upgradeNote ?? "")
+        XCTAssertTrue(index.upgradeNote?.contains("forgot 2 cached blocks") ?? false, index.upgradeNote ?? "")
+        XCTAssertEqual(try index.openObject(bucket: "b", key: "k", size: 3 << 20, etag: "e").blocks, [:])
     }
 
     /// Rows no block could have written (a block number whose offset overflows, a negative or huge

@@ -20,12 +20,14 @@ final class FileProgressTests: XCTestCase {
             try inner.list(bucket: bucket, prefix: prefix)
         }
         func fetch(bucket: String, key: String, objectSize: Int, etag: String, range: Range<Int>,
-                   into buffer: UnsafeMutableRawBufferPointer, progress: ((Int) -> Void)?) throws(FetchError) {
-            try inner.fetch(bucket: bucket, key: key, objectSize: objectSize, etag: etag, range: range, into: buffer, progress: nil)
+                   into buffer: UnsafeMutableRawBufferPointer, progress: ((Int) -> Void)?, arrived: ((Int) -> Void)?) throws(FetchError) {
+            try inner.fetch(bucket: bucket, key: key, objectSize: objectSize, etag: etag, range: range, into: buffer, progress: nil, arrived: nil)
             progress?(range.count / 2)
+            arrived?(range.count / 2)
             halfway.signal()
             gate.wait()
             progress?(range.count - range.count / 2)
+            arrived?(range.count)
         }
     }
 
@@ -46,7 +48,8 @@ final class FileProgressTests: XCTestCase {
         let handle = try fs.open(path)
         defer { fs.release(handle: handle) }
         let replied = DispatchSemaphore(value: 0)
-        fs.read(handle: handle, offset: (1 << 20) + 10, length: 100) { _ in replied.signal() }
+        // One request of 1 MiB (64 blocks of 16 KiB), half delivered while the test looks.
+        fs.read(handle: handle, offset: 1 << 20, length: 1 << 20) { _ in replied.signal() }
         XCTAssertEqual(source.halfway.wait(timeout: .now() + 10), .success)
 
         let during = fs.snapshot()
@@ -54,10 +57,10 @@ final class FileProgressTests: XCTestCase {
         let row = try XCTUnwrap(during.files.first)
         XCTAssertEqual(row.key, key)
         XCTAssertEqual(row.size, 3 << 20)
-        XCTAssertEqual(row.present, 1 << 19, "half of the block it waits for")
+        XCTAssertEqual(row.present, 1 << 19, "half of the request it waits for")
         XCTAssertEqual(row.fetching, 1 << 19)
         XCTAssertEqual(row.driver, .reader)
-        XCTAssertEqual(row.coverage, .requestedBlocks, "a reader that asked for one block is promised no more")
+        XCTAssertEqual(row.coverage, .requestedBlocks, "a reader that asked for one MiB is promised no more")
         XCTAssertEqual(row.remaining, 1 << 19)
         XCTAssertEqual(during.requestsInFlight, 1)
         XCTAssertEqual(during.openFiles.map(\.handles), [1])
@@ -67,7 +70,13 @@ final class FileProgressTests: XCTestCase {
 
         source.gate.signal()
         XCTAssertEqual(replied.wait(timeout: .now() + 10), .success)
-        let after = fs.snapshot()
+        // The reader is answered from the arrived bytes; the request then stores and ends.
+        var after = fs.snapshot()
+        let deadline = Date() + 10
+        while !after.files.isEmpty || after.openFiles.first?.present != 1 << 20, Date() < deadline {
+            usleep(1000)
+            after = fs.snapshot()
+        }
         XCTAssertTrue(after.files.isEmpty, "nothing being fetched: no row")
         XCTAssertEqual(after.openFiles.first?.present, 1 << 20)
         XCTAssertEqual(after.bytesReceived, 1 << 20)

@@ -3,29 +3,53 @@ import GOESCatalog
 import XCTest
 
 final class ReadPathPolicyTests: XCTestCase {
-    func testSequentialReadsGrowTheWindowOneBlockPerMiB() {
-        let pattern = ReadPattern()
-        let mib = 1 << 20
-        var windows: [Int] = []
-        for i in 0..<18 { windows.append(pattern.record(offset: i * mib, end: (i + 1) * mib)) }
-        XCTAssertEqual(windows, [0] + Array(2...16) + [16, 16])
+    func testSequentialReadsStartReadaheadAtTheThresholdAndGrowItToTheCap() {
+        let policies = Policies()
+        let pattern = ReadPattern(policies: policies)
+        let read = 128 << 10
+        var readaheads: [ReadPattern.Readahead?] = []
+        for i in 0..<400 { readaheads.append(pattern.record(offset: i * read, end: (i + 1) * read)) }
+        XCTAssertNil(readaheads[2], "384 KiB in order is not yet a sequential reader")
+        XCTAssertEqual(readaheads[3], .init(window: 1 << 20, requestBytes: 1 << 20), "at 512 KiB: 1 MiB ahead in one request")
+        XCTAssertEqual(readaheads[399], .init(window: policies.maxReadahead, requestBytes: policies.maxRequestBytes), "50 MiB in: the caps")
+        let windows = readaheads.compactMap { $0?.window }
+        XCTAssertEqual(windows, windows.sorted(), "the window only grows along a run")
         // A jump far away starts a new run.
-        XCTAssertEqual(pattern.record(offset: 500 * mib, end: 501 * mib), 0)
+        XCTAssertNil(pattern.record(offset: 500 << 20, end: (500 << 20) + read))
     }
 
     func testSmallHeaderReadsNeverPrefetch() {
         // h5netcdf: ~100 reads of 512 B scattered in the first 100 KB, then the last KB.
-        let pattern = ReadPattern()
-        for i in 0..<100 { XCTAssertEqual(pattern.record(offset: (i * 7919) % 100_000, end: (i * 7919) % 100_000 + 512), 0) }
-        XCTAssertEqual(pattern.record(offset: 60_000_000, end: 60_001_024), 0)
+        let pattern = ReadPattern(policies: Policies())
+        for i in 0..<100 { XCTAssertNil(pattern.record(offset: (i * 7919) % 100_000, end: (i * 7919) % 100_000 + 512)) }
+        XCTAssertNil(pattern.record(offset: 60_000_000, end: 60_001_024))
     }
 
     func testRandomReadsNeverPrefetch() {
-        let pattern = ReadPattern()
+        let pattern = ReadPattern(policies: Policies())
         let mib = 1 << 20
         for offset in [90, 10, 300, 42, 7, 250].map({ $0 * mib }) {
-            XCTAssertEqual(pattern.record(offset: offset, end: offset + 4096), 0)
+            XCTAssertNil(pattern.record(offset: offset, end: offset + (256 << 10)))
         }
+    }
+
+    func testNeededBlocksGoAsRunsOfAtMostOneRequest() {
+        XCTAssertEqual(FetchPlanner.runs([5, 1, 2, 3, 9, 10], maxBlocks: 2), [1...2, 3...3, 5...5, 9...10])
+        XCTAssertEqual(FetchPlanner.runs([], maxBlocks: 4), [])
+    }
+
+    func testReadaheadWaitsForAWholeRequestExceptNextToTheReaderOrAtTheEnd() {
+        let present: Set<Int> = [20, 21]
+        let missing = { (block: Int) in !present.contains(block) }
+        // A window of 10..40 in requests of 8: full pieces, the sliver before the present blocks
+        // goes too (it cannot grow), the tail sliver waits for the window to slide on.
+        XCTAssertEqual(FetchPlanner.readahead(10...40, requestBlocks: 8, lastBlock: 100, urgentBlock: 10, isMissing: missing),
+                       [10...17, 18...19, 22...29, 30...37])
+        // At the object's end the tail goes as it is.
+        XCTAssertEqual(FetchPlanner.readahead(30...40, requestBlocks: 8, lastBlock: 40, urgentBlock: 30, isMissing: missing),
+                       [30...37, 38...40])
+        // Next to the reader even a sliver goes: it is needed now.
+        XCTAssertEqual(FetchPlanner.readahead(22...24, requestBlocks: 8, lastBlock: 100, urgentBlock: 22, isMissing: missing), [22...24])
     }
 
     func testOrbitSlotHandovers() {

@@ -80,8 +80,19 @@ final class ReadPathTests: XCTestCase {
         }
         assertBytes(try read(fs, offset: bytes.count, length: 10).get(), [])
         assertBytes(try read(fs, offset: Int.max - 5, length: 1 << 20).get(), [], "a huge offset is past the end, not a trap")
-        let blocks = source.fetches.map { $0.range.lowerBound / mib }
-        XCTAssertEqual(blocks.sorted(), [0, 1, 2, 3], "each block fetched once, none twice")
+        // Whole blocks only, no byte twice, and nothing beyond the blocks read plus the header
+        // region a read at offset 0 brings (the policy's `headBytes`).
+        let block = CacheIndex.blockSize
+        let fetched = source.fetches.map(\.range).sorted { $0.lowerBound < $1.lowerBound }
+        for (a, b) in zip(fetched, fetched.dropFirst()) { XCTAssertLessThanOrEqual(a.upperBound, b.lowerBound, "\(a) and \(b) overlap") }
+        for range in fetched { XCTAssertEqual(range.lowerBound % block, 0, "\(range) starts inside a block") }
+        let reads: [(Int, Int)] = [(0, 1), (mib - 1, 2), (mib, mib), (3 * mib, 12345), (3 * mib + 12000, 4096), (2 * mib + 5, 3)]
+        var needed = Set(0..<(Policies().headBytes / block))
+        for (offset, length) in reads {
+            let last = (min(bytes.count, offset + length) - 1) / block
+            needed.formUnion((offset / block)...last)
+        }
+        XCTAssertEqual(Set(fetched.flatMap { ($0.lowerBound / block)...(($0.upperBound - 1) / block) }), needed)
     }
 
     func testConcurrentReadersOfAMissingBlockShareOneFetch() throws {

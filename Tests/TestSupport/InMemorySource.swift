@@ -48,7 +48,8 @@ public final class InMemorySource: ObjectSource, Sendable {
     }
 
     public func fetch(bucket: String, key: String, objectSize: Int, etag: String, range: Range<Int>,
-                      into buffer: UnsafeMutableRawBufferPointer, progress: ((Int) -> Void)?) throws(FetchError) {
+                      into buffer: UnsafeMutableRawBufferPointer, progress: ((Int) -> Void)?,
+                      arrived: ((Int) -> Void)?) throws(FetchError) {
         let stored = state.withLock { s -> Stored? in
             s.fetches.append(Fetch(key: key, range: range))
             return s.buckets[bucket]?[key]
@@ -60,6 +61,7 @@ public final class InMemorySource: ObjectSource, Sendable {
         }
         stored.bytes[range].withUnsafeBytes { buffer.copyMemory(from: $0) }
         progress?(range.count)
+        arrived?(range.count)
     }
 }
 
@@ -70,9 +72,15 @@ public final class FaultySource: ObjectSource, Sendable {
         case fail(FetchError, count: Int)
         /// Every fetch waits this long first (a slow network; lets concurrent readers pile up).
         case latency(seconds: Double)
+        /// The next fetch delivers its first `afterBytes` bytes, then the connection drops for good.
+        case cut(afterBytes: Int)
     }
     private let inner: any ObjectSource
     private let faults = Locked<[Fault]>([])
+    private let concurrency = Locked<(now: Int, most: Int)>((0, 0))
+
+    /// The most fetches that were under way at the same moment.
+    public var mostConcurrentFetches: Int { concurrency.withLock { $0.most } }
 
     public init(_ inner: any ObjectSource) { self.inner = inner }
 
@@ -86,8 +94,12 @@ public final class FaultySource: ObjectSource, Sendable {
     }
 
     public func fetch(bucket: String, key: String, objectSize: Int, etag: String, range: Range<Int>,
-                      into buffer: UnsafeMutableRawBufferPointer, progress: ((Int) -> Void)?) throws(FetchError) {
+                      into buffer: UnsafeMutableRawBufferPointer, progress: ((Int) -> Void)?,
+                      arrived: ((Int) -> Void)?) throws(FetchError) {
+        concurrency.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+        defer { concurrency.withLock { $0.now -= 1 } }
         var delay = 0.0
+        var cutAfter: Int?
         let failure = faults.withLock { list -> FetchError? in
             for (index, fault) in list.enumerated() {
                 switch fault {
@@ -95,12 +107,30 @@ public final class FaultySource: ObjectSource, Sendable {
                 case .fail(let error, let count):
                     list[index] = count > 1 ? .fail(error, count: count - 1) : .latency(seconds: 0)
                     return error
+                case .cut(let bytes) where cutAfter == nil:
+                    cutAfter = bytes
+                    list[index] = .latency(seconds: 0)
+                case .cut: continue
                 }
             }
             return nil
         }
         if delay > 0 { Thread.sleep(forTimeInterval: delay) }
         if let failure { throw failure }
-        try inner.fetch(bucket: bucket, key: key, objectSize: objectSize, etag: etag, range: range, into: buffer, progress: progress)
+        if let cutAfter {
+            let kept = min(cutAfter, range.count)
+            var whole = [UInt8](repeating: 0, count: range.count)
+            var failed: FetchError?
+            whole.withUnsafeMutableBytes { all in
+                do throws(FetchError) { try inner.fetch(bucket: bucket, key: key, objectSize: objectSize, etag: etag, range: range, into: all, progress: nil, arrived: nil) } catch { failed = error }
+            }
+            if let failed { throw failed }
+            whole.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[0..<kept]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<kept])) }
+            progress?(kept)
+            arrived?(kept)
+            throw FetchError(category: .network, message: "connection cut after \(kept) bytes")
+        }
+        try inner.fetch(bucket: bucket, key: key, objectSize: objectSize, etag: etag, range: range, into: buffer,
+                        progress: progress, arrived: arrived)
     }
 }

@@ -1,0 +1,272 @@
+import BlockCache
+import Foundation
+import Locking
+import ObjectStore
+
+/// The download and storing side of `OpenObject`: run a request, write each block as it
+/// completes, checksum it and only then record it, so a crash never leaves a recorded block
+/// wrong; a crash loses at most the blocks of requests in flight.
+extension OpenObject {
+    /// Blocks are recorded in the index in batches of about this many bytes (one transaction each).
+    static let recordBatchBytes = 1 << 20
+
+    /// Where a request's storing stands, updated from the transfer's arrival callback.
+    private final class StoreProgress: @unchecked Sendable {
+        /// The next block of the span not yet written.
+        var nextBlock: Int
+        /// Written and checksummed, not yet recorded.
+        var pending: [(block: Int, crc: UInt32, length: Int)] = []
+        /// Written and recorded.
+        var stored: [Int: UInt32] = [:]
+        /// Storing stopped (a full disk, a closed cache): the rest is kept in memory.
+        var storingFailed = false
+        init(first: Int) { nextBlock = first }
+    }
+
+    func download(_ fetch: RangeFetch) {
+        guard fetch.claim() else { return }
+        // In use until written and recorded: eviction must not delete the file or row under us.
+        guard context.openObjects.downloadStarted(self) else {
+            return fetch.finish(.io("\(bucket)/\(key) was closed before its download started"))
+        }
+        defer { context.openObjects.downloadEnded(self) }
+        // Only the blocks still assigned to this request: a reader may have taken some.
+        let span: ClosedRange<Int>? = state.withLock { s in
+            let mine = fetch.blocks.filter { if case .fetching(let f) = s.table[$0], f === fetch { true } else { false } }
+            guard let first = mine.first, let last = mine.last else { return nil }
+            return first...last
+        }
+        guard let span else { return fetch.finish(nil) }
+        let range = byteRange(of: span)
+        let buffer = fetch.start(range: range)
+        let progress = StoreProgress(first: span.lowerBound)
+        let storing = dataFile != nil && recordID != nil && context.storeHealth.mayStore
+        progress.storingFailed = !storing
+        var failure: FSError?
+        var changed = false
+        do {
+            let statistics = context.statistics
+            let transfer = statistics.beginTransfer(bucket: bucket, key: key, objectSize: size, bytes: range.count)
+            defer { statistics.endTransfer(transfer) }
+            try context.client.fetch(bucket: bucket, key: key, objectSize: size, etag: etag, range: range, into: buffer,
+                                     progress: { statistics.transferProgress(transfer, bytes: $0) },
+                                     arrived: { [self] count in
+                                         fetch.arrived(count)
+                                         storeCompleted(fetch, span: span, reached: range.lowerBound + count, progress, final: false)
+                                     })
+        } catch {
+            failure = FSError(error)
+            changed = error.category == .changed
+            context.logger.error("\(bucket)/\(key) blocks \(span.lowerBound)-\(span.upperBound): \(error)", metadata: ["category": "\(error.category.rawValue)"])
+        }
+        if changed {
+            // Stale and forgotten first, so the reader's error comes after its listing was dropped.
+            sourceChanged(failure!)
+            return fetch.finish(failure)
+        }
+        storeCompleted(fetch, span: span, reached: nil, progress, final: true)
+        let until = DispatchTime.now().uptimeNanoseconds + policies.failureMemoryNanoseconds
+        state.withLock { s in
+            for block in span {
+                guard case .fetching(let f) = s.table[block], f === fetch else { continue }
+                if let crc = progress.stored[block] {
+                    s.table[block] = .present(crc: crc, verified: true)
+                } else if let held = fetch.withArrived(byteRange(of: block), { Array($0) }) {
+                    hold(block, held, in: &s)
+                } else {
+                    s.table[block] = .failed(failure ?? .io("\(key) block \(block) did not arrive"), until: until)
+                }
+            }
+        }
+        if failure == nil {
+            context.diagnostics.downloadSucceeded()
+        } else {
+            context.diagnostics.downloadFailed()
+        }
+        fetch.finish(failure)
+    }
+
+    /// Writes the blocks of `span` that have completely arrived (up to `reached`; nil: whatever
+    /// arrived), and records them in batches; `final` records whatever is pending.
+    private func storeCompleted(_ fetch: RangeFetch, span: ClosedRange<Int>, reached: Int?, _ progress: StoreProgress, final: Bool) {
+        guard !progress.storingFailed, let dataFile, let recordID else { return }
+        var last = progress.nextBlock - 1
+        while last < span.upperBound {
+            let candidate = byteRange(of: last + 1)
+            if let reached, candidate.upperBound > reached { break }
+            if reached == nil, fetch.withArrived(candidate, { _ in true }) == nil { break }
+            last += 1
+        }
+        if last >= progress.nextBlock {
+            let run = progress.nextBlock...last
+            let written: Bool? = fetch.withArrived(byteRange(of: run)) { raw in
+                do {
+                    try dataFile.write(raw, at: run.lowerBound * blockSize)
+                } catch {
+                    context.storeHealth.storeFailed(error, what: "blocks \(run.lowerBound)-\(run.upperBound) of \(bucket)/\(key)")
+                    return false
+                }
+                for block in run {
+                    let range = byteRange(of: block)
+                    let start = range.lowerBound - run.lowerBound * blockSize
+                    let crc = blockChecksum(UnsafeRawBufferPointer(rebasing: raw[start..<(start + range.count)]))
+                    progress.pending.append((block, crc, range.count))
+                }
+                return true
+            }
+            if written != true { progress.storingFailed = true; return }
+            progress.nextBlock = last + 1
+        }
+        let pendingBytes = progress.pending.count * blockSize
+        guard !progress.pending.isEmpty, final || pendingBytes >= OpenObject.recordBatchBytes else { return }
+        guard !isStale else { progress.storingFailed = true; return }
+        do {
+            try context.index.recordBlocks(objectID: recordID, progress.pending)
+        } catch where error.code == 19 /* SQLITE_CONSTRAINT */ {
+            // The object's row is gone (evicted): should not happen while it is in use; keep nothing.
+            context.logger.warning("\(bucket)/\(key): the object left the cache during its download")
+            progress.storingFailed = true
+            return
+        } catch {
+            context.storeHealth.storeFailed(error, what: "blocks of \(bucket)/\(key)")
+            progress.storingFailed = true
+            return
+        }
+        context.storeHealth.storeSucceeded()
+        var bytes = 0
+        for entry in progress.pending {
+            context.verified.insert(objectID: recordID, block: entry.block)
+            progress.stored[entry.block] = entry.crc
+            bytes += entry.length
+        }
+        context.verified.noteChangeTime(objectID: recordID, changeTime: dataFile.changeTime)
+        // Recorded blocks are served from disk from now on.
+        let recorded = progress.pending
+        progress.pending = []
+        state.withLock { s in
+            for entry in recorded {
+                if case .fetching(let f) = s.table[entry.block], f === fetch { s.table[entry.block] = .present(crc: entry.crc, verified: true) }
+            }
+        }
+        context.budget.stored(bytes: bytes)
+    }
+
+    /// Keeps a block that could not be stored in memory for the readers, within the policy's bound.
+    private func hold(_ block: Int, _ bytes: [UInt8], in s: inout Blocks) {
+        s.table[block] = .unstored(bytes)
+        s.unstored.append(block)
+        let limit = max(1, policies.unstoredBytesPerObject / blockSize)
+        while s.unstored.count > limit {
+            let oldest = s.unstored.removeFirst()
+            if case .unstored = s.table[oldest] { s.table[oldest] = nil }
+        }
+    }
+
+    // MARK: Checking what is on disk
+
+    /// Someone else wrote to the data file while it was open: every block is checked again
+    /// against its checksum before it is served (a damaged cache is repaired, never served).
+    func distrustCheckedBlocks() {
+        let blocks = state.withLock { s -> [Int] in
+            var marked: [Int] = []
+            for (block, entry) in s.table {
+                if case .present(let crc, true) = entry { s.table[block] = .present(crc: crc, verified: false); marked.append(block) }
+            }
+            return marked
+        }
+        if let recordID { for block in blocks { context.verified.remove(objectID: recordID, block: block) } }
+        context.logger.warning("\(bucket)/\(key): its cache file was changed by someone else; checking its blocks again")
+    }
+
+    /// Checks blocks read for the first time in this mount against their recorded checksums, a
+    /// run of consecutive blocks per read of the file.
+    func verifyFirstUse(_ wanted: ClosedRange<Int>) {
+        guard let dataFile, let recordID else { return }
+        let unverified = state.withLock { s in
+            wanted.compactMap { block -> (Int, UInt32)? in
+                if case .present(let crc, false) = s.table[block] { return (block, crc) }
+                return nil
+            }
+        }
+        var index = 0
+        while index < unverified.count {
+            var end = index
+            while end + 1 < unverified.count, unverified[end + 1].0 == unverified[end].0 + 1 { end += 1 }
+            let run = unverified[index].0...unverified[end].0
+            let range = byteRange(of: run)
+            var got = 0
+            // Not zero-filled first: every byte checked is one pread just wrote.
+            let buffer = [UInt8](unsafeUninitializedCapacity: range.count) { storage, count in
+                got = (try? dataFile.read(into: UnsafeMutableRawBufferPointer(storage), at: range.lowerBound)) ?? 0
+                count = got
+            }
+            for (block, crc) in unverified[index...end] {
+                let blockRange = byteRange(of: block)
+                let start = blockRange.lowerBound - range.lowerBound
+                let complete = start + blockRange.count <= got
+                let actual = complete ? buffer.withUnsafeBytes { blockChecksum(UnsafeRawBufferPointer(rebasing: $0[start..<(start + blockRange.count)])) } : 0
+                if complete && actual == crc {
+                    state.withLock { s in
+                        if case .present(crc, false) = s.table[block] { s.table[block] = .present(crc: crc, verified: true) }
+                    }
+                    context.verified.insert(objectID: recordID, block: block)
+                } else {
+                    forget(block...block, reason: complete ? "cached block \(block) failed its checksum" : "cached block \(block) is missing bytes")
+                }
+            }
+            context.verified.noteChangeTime(objectID: recordID, changeTime: dataFile.changeTime)
+            index = end + 1
+        }
+    }
+
+    func forget(_ range: ClosedRange<Int>, reason: String) {
+        let dropped = state.withLock { s in
+            range.filter { block in
+                guard case .present = s.table[block] else { return false }
+                s.table[block] = nil
+                return true
+            }
+        }
+        if let recordID {
+            for block in dropped {
+                do { try context.index.dropBlock(objectID: recordID, block: block) } catch {
+                    context.logger.error("\(bucket)/\(key): could not drop block \(block) from the index: \(error)")
+                }
+                context.verified.remove(objectID: recordID, block: block)
+            }
+        }
+        context.budget.dropped(bytes: dropped.reduce(0) { $0 + byteRange(of: $1).count })
+        context.logger.warning("\(bucket)/\(key): \(reason); fetching it again")
+        context.statistics.recordRepair("repaired \(bucket)/\(key): \(reason)")
+    }
+
+    /// The source now holds another version: drop everything cached of this one and the listing
+    /// that named it; this object fails every read from now on (a reopen lists again).
+    func sourceChanged(_ error: FSError) {
+        let fetches = state.withLock { s -> [RangeFetch] in
+            s.stale = error
+            var fetching: [RangeFetch] = []
+            for (_, entry) in s.table {
+                if case .fetching(let f) = entry, !fetching.contains(where: { $0 === f }) { fetching.append(f) }
+            }
+            s.table = [:]
+            s.unstored = []
+            return fetching
+        }
+        if let recordID {
+            let bytes = (try? context.index.blocks(objectID: recordID).reduce(0) { $0 + max(0, $1.length ?? 0) }) ?? 0
+            do { try context.index.removeObject(id: recordID) } catch {
+                context.logger.error("\(bucket)/\(key): could not drop the changed object from the index: \(error)")
+            }
+            context.verified.remove(objectID: recordID)
+            context.budget.dropped(bytes: bytes)
+        }
+        let folder = key.lastIndex(of: "/").map { String(key[...$0]) } ?? ""
+        context.listings.forget(bucket: bucket, prefix: folder)
+        context.logger.warning("\(bucket)/\(key) changed at the source while being read: its cached blocks and listing were dropped")
+        context.statistics.noteEvent("\(bucket)/\(key) changed at the source; cached copy dropped")
+        context.diagnostics.downloadFailed()
+        for fetch in fetches { fetch.finish(error) }
+        context.changes.objectChanged(bucket: bucket, key: key)
+    }
+}

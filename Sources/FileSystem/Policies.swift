@@ -1,0 +1,61 @@
+import BlockCache
+
+/// Every tunable of the read path in one place: request sizes, windows, failure memory, prefetch
+/// bounds. Chosen for S3 as it is (15–30 ms to first byte, ~90 MB/s per connection, 8–16 MiB
+/// ranges recommended); tests make their own with smaller numbers.
+public struct Policies: Sendable {
+    /// The cache's unit of presence and checksums (the cache format fixes it).
+    public var blockSize = CacheIndex.blockSize
+
+    // MARK: Requests
+    /// The largest range one GET asks for. The site cache's nginx slices are as big, so one miss
+    /// here is one fill there.
+    public var maxRequestBytes = 8 << 20
+    /// A read at offset 0 of a cold object fetches at least this much: the header region of a
+    /// NetCDF/HDF5 file, whose many small reads then need no round trip each. The reader is
+    /// answered as soon as its own bytes arrive, so the first byte does not wait for the rest.
+    public var headBytes = 64 << 10
+
+    // MARK: Sequential readahead
+    /// A run of reads in order this long starts readahead; the HDF5 metadata reads of an open
+    /// stay under it, so they never pull in what nobody reads.
+    public var sequentialThreshold = 512 << 10
+    /// Readahead is this many times the run so far, up to `maxReadahead`: it grows as fast as the
+    /// reader shows it keeps going.
+    public var readaheadGrowth = 2
+    /// Bytes ahead of a sequential reader, at most: with 8 MiB requests, 6 in flight per file,
+    /// enough to keep ~500 MB/s coming at 20 ms RTT.
+    public var maxReadahead = 48 << 20
+    /// Readahead requests ramp up: the first is this big, each next one twice the last, up to
+    /// `maxRequestBytes`; a short sequential read never waits behind a huge request.
+    public var firstReadaheadRequest = 1 << 20
+    /// The slack within which a read still continues a run (the kernel reorders a little).
+    public var sequentialSlack = 2 << 20
+
+    // MARK: Random readers
+    /// An object whose reader missed this many times at scattered places gets the rest fetched in
+    /// the background (large parallel requests, low priority), so later random reads are local.
+    /// A slice of a NetCDF file misses about 4–8 times (header, trailer, a few chunks): it stays a
+    /// slice.
+    public var backgroundFillAfterMisses = 12
+    /// Objects smaller than this are never filled whole on a random pattern.
+    public var backgroundFillMinimumSize = 16 << 20
+
+    // MARK: Threads (their number is `MountConfiguration.downloadThreads`)
+    /// Threads kept free of background work (fill, scan prefetch), so a reader's miss never
+    /// queues behind a whole object being fetched.
+    public var threadsReservedForReaders = 2
+
+    // MARK: Failure memory and memory bounds
+    /// After a failed download, readers of those blocks get the error at once for this long. The
+    /// kernel re-reads synchronously right after a failed readahead: without it every retry count
+    /// and deadline would double.
+    public var failureMemoryNanoseconds: UInt64 = 2_000_000_000
+    /// Bytes held in memory per object when the cache cannot store (a full disk).
+    public var unstoredBytesPerObject = 24 << 20
+
+    public init() {}
+
+    /// The block count of `bytes`, rounded up (at least 1).
+    func blocks(_ bytes: Int) -> Int { max(1, (bytes + blockSize - 1) / blockSize) }
+}
