@@ -24,6 +24,12 @@ install -D -m 0755 "$bin" "$prefix/bin/goesfs"
 install -D -m 0755 "$REPO_ROOT/mount-scripts/mount.goesfs" "$sbin/mount.goesfs"
 sed "s#/usr/local/bin/goesfs#$prefix/bin/goesfs#" "$REPO_ROOT/mount-scripts/goesfs@.service" > "$REPO_ROOT/.build/goesfs@.service"
 install -D -m 0644 "$REPO_ROOT/.build/goesfs@.service" "$units/goesfs@.service"
+# The site cache (nginx in front of the buckets, for a lab or cluster; README "Site cache"): the
+# script finds its config template in ../share/goesfs/site-cache next to itself.
+install -D -m 0755 "$REPO_ROOT/mount-scripts/goesfs-site-cache" "$prefix/bin/goesfs-site-cache"
+install -D -m 0644 "$REPO_ROOT/mount-scripts/site-cache/nginx.conf.template" "$prefix/share/goesfs/site-cache/nginx.conf.template"
+sed "s#/usr/local/bin/goesfs-site-cache#$prefix/bin/goesfs-site-cache#" "$REPO_ROOT/mount-scripts/goesfs-site-cache.service" > "$REPO_ROOT/.build/goesfs-site-cache.service"
+install -D -m 0644 "$REPO_ROOT/.build/goesfs-site-cache.service" "$units/goesfs-site-cache.service"
 if [[ $prefix == /usr/local ]]; then
     # The service's user (goesfs@.service runs as it): no login shell, no home of its own.
     id goesfs >/dev/null 2>&1 ||
@@ -38,4 +44,4 @@ if [[ $prefix == /usr/local ]]; then
     [[ -f /etc/goesfs/goesfs.toml ]] || printf '# goesfs mount settings; keys mirror `goesfs mount --help`\n# cache_size = "50G"\n' > /etc/goesfs/goesfs.toml
     command -v systemctl >/dev/null && systemctl daemon-reload 2>/dev/null || true
 fi
-echo "installed: $prefix/bin/goesfs, $sbin/mount.goesfs, $units/goesfs@.service"
+echo "installed: $prefix/bin/goesfs, $sbin/mount.goesfs, $units/goesfs@.service, $prefix/bin/goesfs-site-cache, $units/goesfs-site-cache.service"

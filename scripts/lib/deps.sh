@@ -2,8 +2,9 @@
 # Source it; it expects REPO_ROOT to be set.
 
 GOESFS_APT_PACKAGES=(libfuse3-dev fuse3 libcurl4-openssl-dev libsqlite3-dev pkg-config)
-# Only the tests need these: promtool and a Prometheus server check `/metrics` (tests/e2e/test_observability.py).
-GOESFS_TEST_APT_PACKAGES=(prometheus)
+# Only the tests need these: promtool and a Prometheus server check `/metrics` (tests/e2e/test_observability.py);
+# nginx runs the site cache tier (tests/e2e/test_site_cache.py; Debian's has the slice module).
+GOESFS_TEST_APT_PACKAGES=(prometheus nginx)
 
 # apt-get only when a package is really missing (dpkg -s also "finds" removed ones).
 ensure_apt_packages() {
