@@ -188,11 +188,28 @@ extension OpenObject {
                 return nil
             }
         }
+        // A data file cut short (or deleted) loses every block past its end at once: one repair
+        // line for them all, not one per read.
+        let length = dataFile.length
+        if let beyond = unverified.last, byteRange(of: beyond.0).upperBound > length {
+            let cut = state.withLock { s in
+                s.table.compactMap { block, entry -> Int? in
+                    if case .present = entry, byteRange(of: block).upperBound > length { return block }
+                    return nil
+                }.sorted()
+            }
+            if let first = cut.first, let last = cut.last {
+                forget(first...last, reason: "cache file holds \(length) bytes, blocks \(first)-\(last) were recorded past that")
+            }
+        }
+        let checkable = unverified.filter { byteRange(of: $0.0).upperBound <= length }
+        // Damaged blocks are dropped per run, with one repair line each.
+        var damaged: [(block: Int, missing: Bool)] = []
         var index = 0
-        while index < unverified.count {
+        while index < checkable.count {
             var end = index
-            while end + 1 < unverified.count, unverified[end + 1].0 == unverified[end].0 + 1 { end += 1 }
-            let run = unverified[index].0...unverified[end].0
+            while end + 1 < checkable.count, checkable[end + 1].0 == checkable[end].0 + 1 { end += 1 }
+            let run = checkable[index].0...checkable[end].0
             let range = byteRange(of: run)
             var got = 0
             // Not zero-filled first: every byte checked is one pread just wrote.
@@ -200,7 +217,7 @@ extension OpenObject {
                 got = (try? dataFile.read(into: UnsafeMutableRawBufferPointer(storage), at: range.lowerBound)) ?? 0
                 count = got
             }
-            for (block, crc) in unverified[index...end] {
+            for (block, crc) in checkable[index...end] {
                 let blockRange = byteRange(of: block)
                 let start = blockRange.lowerBound - range.lowerBound
                 let complete = start + blockRange.count <= got
@@ -211,11 +228,20 @@ extension OpenObject {
                     }
                     context.verified.insert(objectID: recordID, block: block)
                 } else {
-                    forget(block...block, reason: complete ? "cached block \(block) failed its checksum" : "cached block \(block) is missing bytes")
+                    damaged.append((block, !complete))
                 }
             }
             context.verified.noteChangeTime(objectID: recordID, changeTime: dataFile.changeTime)
             index = end + 1
+        }
+        var start = 0
+        while start < damaged.count {
+            var end = start
+            while end + 1 < damaged.count, damaged[end + 1].block == damaged[end].block + 1, damaged[end + 1].missing == damaged[start].missing { end += 1 }
+            let blocks = damaged[start].block...damaged[end].block
+            let what = blocks.count == 1 ? "cached block \(blocks.lowerBound)" : "cached blocks \(blocks.lowerBound)-\(blocks.upperBound)"
+            forget(blocks, reason: damaged[start].missing ? "\(what) missing bytes" : "\(what) failed its checksum")
+            start = end + 1
         }
     }
 
