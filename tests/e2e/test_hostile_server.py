@@ -340,7 +340,8 @@ def test_wrong_content_range_is_never_served(mounts, adv, case, mode):
 def test_object_change_between_block_reads_never_mixes(mounts, adv, if_match):
     key = HOUR + scan_name(6)
     size = 4 * MiB
-    v1 = adv.put(key, size, switch_after=1, honour_if_match=(if_match == "honours-if-match"))
+    # The object changes when a GET first asks for bytes at or past 2 MiB.
+    v1 = adv.put(key, size, switch_from_offset=2 * MiB, honour_if_match=(if_match == "honours-if-match"))
     v1_etag, v2_etag = v1.etag, v1.switch_etag
     m = mounts("--no-prefetch")
     path = mirror(m, key)
@@ -568,7 +569,8 @@ def test_slowdown_five_times_then_success_reads_right_bytes(mounts, adv):
     assert got.ok, (f"5 x 503 SlowDown then success must read with the default retries, got "
                     f"{got.name} after {len(gets)} GETs: {[g.status for g in gets]}")
     assert got.data() == content(key, 1, 0, size)
-    assert [g.status for g in gets] == [503] * 5 + [206], gets
+    statuses = [g.status for g in gets]
+    assert statuses[:6] == [503] * 5 + [206] and set(statuses[6:]) <= {206}, gets
     assert_healthy(m)
 
 

@@ -78,6 +78,8 @@ class Obj:
     # After this many GETs of the key, the object becomes (switch_version, switch_etag):
     # the GET number switch_after+1 and every later one, and listings, see the new object.
     switch_after: Optional[int] = None
+    # Or: the first GET starting at or past this offset, and every later one, see the new object.
+    switch_from_offset: Optional[int] = None
     switch_version: int = 2
     switch_etag: Optional[str] = None
     honour_if_match: bool = True
@@ -264,11 +266,11 @@ class Adversary:
 
     def put(self, key: Union[str, bytes], size: int, etag: Optional[str] = None,
             last_modified: str = DEFAULT_LAST_MODIFIED, version: int = 1, **extra) -> Obj:
-        """Add (or replace) an object. `extra`: switch_after, switch_version, switch_etag,
-        honour_if_match, listed_size."""
+        """Add (or replace) an object. `extra`: switch_after, switch_from_offset, switch_version,
+        switch_etag, honour_if_match, listed_size."""
         k = as_bytes(key)
         obj = Obj(k, size, etag or default_etag(k, version), last_modified, version, **extra)
-        if obj.switch_after is not None and obj.switch_etag is None:
+        if (obj.switch_after is not None or obj.switch_from_offset is not None) and obj.switch_etag is None:
             obj.switch_etag = default_etag(k, obj.switch_version)
         with self._lock:
             self._objects[k] = obj
@@ -393,7 +395,9 @@ class Adversary:
             if obj is None:
                 return None, None
             obj.gets += 1
-            if obj.switch_after is not None and obj.gets > obj.switch_after and obj.version != obj.switch_version:
+            due = ((obj.switch_after is not None and obj.gets > obj.switch_after)
+                   or (obj.switch_from_offset is not None and first >= obj.switch_from_offset))
+            if due and obj.version != obj.switch_version:
                 obj.version, obj.etag = obj.switch_version, obj.switch_etag
             chosen = None
             for b in self._behaviours.get(key, []):
