@@ -113,9 +113,9 @@ TRANSIENT = {
     "500": (Respond(500), 2, "Server errors"),
     "503-slowdown": (Respond(503, "SlowDown"), 2, "Server errors"),
     "429": (Respond(429, "TooManyRequests"), 1, "Server errors"),
-    "drop-mid-body": (DropAfter(300_000), 1, "Network errors"),
+    "drop-mid-body": (DropAfter(30_000), 1, "Network errors"),  # inside the first request
     "reset": (Reset(), 2, "Network errors"),
-    "reset-mid-body": (Reset(200_000), 1, "Network errors"),
+    "reset-mid-body": (Reset(20_000), 1, "Network errors"),
     "delay-0.5s": (Delay(0.5), 2, None),  # slow but fine: no failure at all
 }
 
