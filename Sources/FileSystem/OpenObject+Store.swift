@@ -140,14 +140,9 @@ extension OpenObject {
             bytes += entry.length
         }
         context.verified.noteChangeTime(objectID: recordID, changeTime: dataFile.changeTime)
-        // Recorded blocks are served from disk from now on.
-        let recorded = progress.pending
+        // The table says "present" when the request ends: until then readers copy from its
+        // buffer, and "In progress" counts these bytes once (as the transfer's), not twice.
         progress.pending = []
-        state.withLock { s in
-            for entry in recorded {
-                if case .fetching(let f) = s.table[entry.block], f === fetch { s.table[entry.block] = .present(crc: entry.crc, verified: true) }
-            }
-        }
         context.budget.stored(bytes: bytes)
     }
 

@@ -116,7 +116,8 @@ final class OpenObject: Sendable {
         let plan = planRead(wanted, offset: offset, readahead: readahead, sequential: pattern?.isSequential ?? false)
         if let error = plan.error { return reply(.failure(error)) }
         plan.submit(self)
-        let downloaded = !plan.waits.isEmpty
+        // Bytes a request had already brought in count as served by goesfs, not downloaded for this read.
+        let downloaded = plan.waits.contains { !$0.hasArrived(until: min(end, byteRange(of: $0.blocks).upperBound)) }
         let waiter = BlockWaiter { [self] error in
             if let error { return reply(.failure(error)) }
             deliver(offset: offset, end: end, wanted: wanted, from: plan.waits, downloaded: downloaded) { result in

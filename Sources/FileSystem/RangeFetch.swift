@@ -125,6 +125,11 @@ final class RangeFetch: @unchecked Sendable {
         return try body(UnsafeRawBufferPointer(source))
     }
 
+    /// Whether object bytes up to `end` are already in the buffer.
+    func hasArrived(until end: Int) -> Bool {
+        state.withLock { s in s.range.map { $0.lowerBound + s.arrived >= end } ?? false }
+    }
+
     /// Whether anyone waits for this request now (for "In progress": waited vs ahead).
     var hasWaiters: Bool { state.withLock { !$0.waiters.isEmpty } }
 }

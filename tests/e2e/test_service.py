@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.blocks import blocks_for_bytes, blocks_in, blocks_of_gets
+from tests.support.blocks import block_count, blocks_for_bytes, blocks_in, blocks_of_gets
+from tests.support.cache_tools import live_blocks
 from tests.e2e.conftest import MOUNTS_KEY, ROOT, GoesfsMount, mounted_paths
 from tests.fixtures.goes_fixtures import MiB, RADC_HOUR, fixture_objects
 from tests.support.proxy import Delay
@@ -349,6 +350,10 @@ def test_stale_mount_after_kill_9_recovers(services, proxy):
     s = services()
     pid = s.start()
     assert serves(s)
+    # A reply may go out before its blocks are recorded (README: a crash loses at most the blocks
+    # in flight); what the index has recorded is what must survive.
+    wait_for(lambda: len(live_blocks(s.cache_dir, SMALL.bucket, SMALL.key)) == block_count(SMALL.size), 10,
+             "the index never recorded the object's blocks")
     os.kill(pid, signal.SIGKILL)
 
     def dead_mount() -> bool:
