@@ -26,6 +26,16 @@ public struct Source: Sendable, Hashable, CustomStringConvertible {
     /// What a user gets without `--source`/`--endpoint`: AWS first, Google Cloud as the fallback.
     public static let publicDefaults: [Source] = [.aws, .googleCloud]
 
+    /// `--source` words for the public buckets: `aws`, `gcp`, and `public` (both, AWS first).
+    public static func named(_ word: String) -> [Source]? {
+        switch word.lowercased() {
+        case "aws": return [.aws]
+        case "gcp", "google": return [.googleCloud]
+        case "public": return publicDefaults
+        default: return nil
+        }
+    }
+
     /// A path-style S3-compatible endpoint such as `http://127.0.0.1:9000`.
     public static func endpoint(_ base: String) -> Source {
         var base = base

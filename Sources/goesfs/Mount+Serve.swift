@@ -27,7 +27,7 @@ extension Mount {
         }
         let logger = Logger(label: "goesfs")
         let descriptors = DescriptorLimit.raiseToHardLimit() // logged once the cache is open: a refusal stays one line
-        let pool = SourcePool(sources: sourceURLs.isEmpty ? Source.publicDefaults : sourceURLs.map(Source.endpoint),
+        let pool = SourcePool(sources: sourceURLs.isEmpty ? Source.publicDefaults : sourceURLs.flatMap { Source.named($0) ?? [Source.endpoint($0)] },
                               coolDown: sourceCooldown)
         let statistics = Statistics(sources: pool)
         let client = S3Client(sources: pool, retry: RetryPolicy(maxAttempts: retries, deadline: readTimeout),

@@ -22,7 +22,7 @@ struct Mount: ParsableCommand {
     @Option(help: "An S3-compatible base URL, addressed path-style (default: the public AWS buckets; env GOESFS_ENDPOINT).")
     var endpoint: String?
 
-    @Option(name: .customLong("source"), help: "A source URL, path-style; repeat for fallbacks in order (default: AWS, then Google Cloud's mirror).")
+    @Option(name: .customLong("source"), help: "A source URL, path-style, or aws, gcp or public (the NOAA buckets on AWS, on Google Cloud's mirror, both); repeat for fallbacks in order (default: public).")
     var sources: [String] = []
 
     @Option(help: "Seconds a source is skipped after failing 3 times in a row.")
@@ -75,8 +75,8 @@ struct Mount: ParsableCommand {
 
     func validate() throws {
         _ = try buckets()
-        for url in sourceURLs where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
-            throw CLIError("a source must be an http:// or https:// URL, not \(Source.redacted(url))")
+        for url in sourceURLs where !(url.hasPrefix("http://") || url.hasPrefix("https://")) && Source.named(url) == nil {
+            throw CLIError("a source must be an http:// or https:// URL, or aws, gcp or public, not \(Source.redacted(url))")
         }
         if let maxBandwidth, ByteSize.parse(maxBandwidth) == nil {
             throw CLIError("--max-bandwidth must be a rate such as 10M (bytes per second: digits with K, M, G, T or P, less than 8 EiB), not '\(maxBandwidth)'")

@@ -38,4 +38,11 @@ final class SourcePoolTests: XCTestCase {
         XCTAssertEqual(Source.googleCloud.objectURL(bucket: "noaa-goes18", key: "ABI-L1b-RadC/x.nc"),
                        "https://storage.googleapis.com/gcp-public-data-goes-18/ABI-L1b-RadC/x.nc")
     }
+
+    func testSourceWordsNameThePublicBuckets() {
+        XCTAssertEqual(Source.named("aws"), [.aws])
+        XCTAssertEqual(Source.named("GCP"), [.googleCloud])
+        XCTAssertEqual(Source.named("public"), Source.publicDefaults)
+        XCTAssertNil(Source.named("http://127.0.0.1:9000"), "a URL is not a word")
+    }
 }

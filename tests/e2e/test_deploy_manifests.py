@@ -145,7 +145,7 @@ def test_goesfs_daemonset_mounts_to_the_host_and_uses_the_site_cache_first(goesf
     sources = [a.split("=", 1)[1] for a in argv if a.startswith("--source=")]
     service = one("Service", "goesfs-site-cache")
     assert sources == [f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}",
-                       "https://s3.amazonaws.com"], sources
+                       "aws"], sources
     # Every flag is one goesfs mount knows.
     if goesfs_bin_or_none:
         help_text = subprocess.run([goesfs_bin_or_none, "mount", "--help"], capture_output=True, text=True).stdout
