@@ -94,6 +94,12 @@ def main():
     scenarios, limits = workloads.SCENARIOS, workloads.limits
     if args.latency:
         scenarios, limits = latency.SCENARIOS, latency.lat_limits
+    # BENCH_ONLY=lat_seq,lat_ttfb runs those scenarios only (for tuning); its report is marked partial.
+    only = [n for n in os.environ.get("BENCH_ONLY", "").split(",") if n]
+    if only:
+        scenarios = [f for f in scenarios if f.__name__ in only]
+        if args.out:
+            args.out += "-partial"
     try:
         if args.latency:
             record("limit", latency.reference(ctx))

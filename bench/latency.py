@@ -43,9 +43,17 @@ def source_sha(ctx, key, off=0, length=None):
 
 
 def prepare(m, ctx, keys):
-    """Page cache dropped, server files back in memory, fresh mount, empty cache."""
+    """Page cache dropped, server files back in memory, fresh mount, empty cache; the clock
+    starts once the mount is quiet (no request for 0.3 s, at most 3 s): what a mount sends by
+    itself (goesfs's reachability probe, a peer's bucket check) is not the step's traffic."""
     ctx.warm_source(keys)
     m.mount(ctx.fresh_cache(m.name))
+    deadline, last, since = time.monotonic() + 3, ctx.log.mark(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < 0.3:
+        time.sleep(0.05)
+        now = ctx.log.mark()
+        if now != last:
+            last, since = now, time.monotonic()
 
 
 def traffic(ctx, mark, t_from=None, t_to=None):
@@ -55,6 +63,12 @@ def traffic(ctx, mark, t_from=None, t_to=None):
     a request's start (its arrival at the server) is a client-side time; end times are not used.
     """
     tl = ctx.log.timeline(mark)
+    if os.environ.get("BENCH_TRACE"):   # the raw log lines of this step, for looking at by hand
+        import inspect
+        step = inspect.stack()[1].function
+        with open(ctx.log.path) as f, open(f"/tmp/bench-trace-{step}.log", "a") as out:
+            f.seek(mark)
+            out.write(f.read())
     if t_from is not None:
         tl = [r for r in tl if t_from <= r[0] <= t_to]
     gets = [r for r in tl if r[3] == "GET"]

@@ -23,6 +23,8 @@ public final class DataFile: Sendable {
         var pins = 0
         /// The file's change time after our own last write: another value means someone else wrote.
         var knownChange: timespec?
+        /// Our own writes under way: while any is, a change time that moved may be ours.
+        var writesInFlight = 0
     }
 
     init(descriptor: Int32, path: String, pool: DataFileDescriptors = .shared, reopen: @escaping @Sendable () throws -> Int32) {
@@ -88,6 +90,10 @@ public final class DataFile: Sendable {
 
     /// Writes all of `bytes` at `offset`.
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        // Several download threads write one file at once: each write is "ours" until its own
+        // fstat has recorded the change time it caused, so a reader never takes it for someone else's.
+        state.withLock { $0.writesInFlight += 1 }
+        defer { state.withLock { $0.writesInFlight -= 1 } }
         try withDescriptor { descriptor in
             var done = 0
             while done < bytes.count {
@@ -102,7 +108,11 @@ public final class DataFile: Sendable {
     private func noteOwnChange(_ descriptor: Int32) {
         var st = stat()
         guard fstat(descriptor, &st) == 0 else { return }
-        state.withLock { $0.knownChange = st.st_ctim }
+        state.withLock { s in
+            // Kept monotonic: two writers' fstats may return in either order.
+            if let known = s.knownChange, (known.tv_sec, known.tv_nsec) > (st.st_ctim.tv_sec, st.st_ctim.tv_nsec) { return }
+            s.knownChange = st.st_ctim
+        }
     }
 
     /// The file's change time now (nanoseconds since the epoch), to tell later whether it moved.
@@ -122,9 +132,13 @@ public final class DataFile: Sendable {
             var st = stat()
             guard fstat(descriptor, &st) == 0 else { return true }
             return state.withLock { s in
-                defer { s.knownChange = st.st_ctim }
-                guard let known = s.knownChange else { return false }
-                return known.tv_sec != st.st_ctim.tv_sec || known.tv_nsec != st.st_ctim.tv_nsec
+                guard s.writesInFlight == 0 else { return false }   // asked again on the next read
+                guard let known = s.knownChange else { s.knownChange = st.st_ctim; return false }
+                // Only a newer change time is someone else's: an older one is this fstat racing
+                // one of our own writes that finished meanwhile.
+                guard (st.st_ctim.tv_sec, st.st_ctim.tv_nsec) > (known.tv_sec, known.tv_nsec) else { return false }
+                s.knownChange = st.st_ctim
+                return true
             }
         }) ?? false
     }

@@ -258,12 +258,10 @@ struct FriendlyView: Sendable {
             return ([], 60)
         }
         var bySlot: [String: Scan] = [:]
-        let seconds = series.product.sector?.hasPrefix("M") == true || series.product.folder.hasPrefix("GLM")
         for object in entry.listing.objects {
             guard let name = ObjectKey(object.key).objectName,
                   name.sector == (series.product.sector ?? name.sector), name.band == series.band else { continue }
-            let leaf = seconds ? String(format: "%02d%02d%02d.nc", name.start.hour, name.start.minute, name.start.second)
-                               : String(format: "%02d%02d.nc", name.start.hour, name.start.minute)
+            let leaf = name.slotName
             if let other = bySlot[leaf], other.name.created >= name.created { continue }
             bySlot[leaf] = Scan(name: name, object: object, leaf: leaf)
         }

@@ -113,11 +113,11 @@ public final class GOESFileSystem: Sendable {
         prefetch = configuration.prefetch
         // A prefetched scan is held open (so it cannot be evicted) until all its blocks are in.
         let prefetching = scanPrefetching
-        scans = configuration.prefetch ? ScanPrefetcher(listings: listings, pool: readContext.pool) { ref, done in
+        scans = configuration.prefetch ? ScanPrefetcher(listings: listings, pool: readContext.pool) { ref, ranges, done in
             let object = registry.acquire(ref, context: readContext)
             let id = OpenObjects.id(bucket: ref.bucket, key: ref.object.key)
             prefetching.withLock { _ = $0.insert(id) }
-            object.fetchAll {
+            object.fetch(ranges) {
                 prefetching.withLock { _ = $0.remove(id) }
                 registry.release(object)
                 done()
@@ -178,6 +178,7 @@ public final class GOESFileSystem: Sendable {
 
     public func release(handle: UInt64) {
         if case .object(let object, _)? = handles.withLock({ $0.open.removeValue(forKey: handle) }) {
+            scans?.readerClosed(bucket: object.bucket, key: object.key, size: object.size, touched: object.touchedRanges())
             openObjects.release(object)
         }
     }

@@ -9,6 +9,8 @@ import ObjectStore
 extension OpenObject {
     /// Blocks are recorded in the index in batches of about this many bytes (one transaction each).
     static let recordBatchBytes = 1 << 20
+    /// Arrived blocks are written to the data file in pieces of about this many bytes.
+    static let writeBatchBytes = 256 << 10
 
     /// Where a request's storing stands, updated from the transfer's arrival callback.
     private final class StoreProgress: @unchecked Sendable {
@@ -97,7 +99,9 @@ extension OpenObject {
             if reached == nil, fetch.withArrived(candidate, { _ in true }) == nil { break }
             last += 1
         }
-        if last >= progress.nextBlock {
+        // Written in pieces of at least `writeBatchBytes` (one pwrite each), not per 16 KiB chunk.
+        let ready = (last - progress.nextBlock + 1) * blockSize
+        if last >= progress.nextBlock, final || last == span.upperBound || ready >= OpenObject.writeBatchBytes {
             let run = progress.nextBlock...last
             let written: Bool? = fetch.withArrived(byteRange(of: run)) { raw in
                 do {

@@ -45,6 +45,13 @@ final class OpenObject: Sendable {
         /// the object is fetched in the background.
         var scatteredMisses = 0
         var backgroundFill = false
+        /// The last block readahead has requested: the next readahead looks from there, not over
+        /// the whole 48 MiB window on every read (blocks before it that went missing again are
+        /// fetched by the reader when it gets there).
+        var readaheadFrontier = -1
+        /// Blocks readers asked for (not readahead, not prefetch): what the next scan's reader
+        /// will likely read too.
+        var touched = Set<Int>()
     }
 
     var lastBlock: Int { size > 0 ? (size - 1) / blockSize : -1 }
@@ -154,6 +161,7 @@ final class OpenObject: Sendable {
         return state.withLock { s -> ReadPlan in
             var plan = ReadPlan()
             if let stale = s.stale { plan.error = stale; return plan }
+            s.touched.formUnion(wanted)
             var missing: [Int] = []
             var recentFailure: FSError?
             for block in wanted {
@@ -187,15 +195,19 @@ final class OpenObject: Sendable {
             if !missing.isEmpty && !sequential { s.scatteredMisses += 1 }
             guard storing else { return plan }
             if let readahead {
-                let first = wanted.upperBound + 1
+                let next = wanted.upperBound + 1
+                // A frontier behind the reader or far ahead of this window (another reader) is not this run's.
+                let frontier = s.readaheadFrontier
+                let first = frontier >= next && frontier <= next + policies.blocks(policies.maxReadahead) ? frontier + 1 : next
                 let last = min(lastBlock, (byteRange(of: wanted).upperBound + readahead.window - 1) / blockSize)
                 if first <= last {
                     let runs = FetchPlanner.readahead(first...last, requestBlocks: policies.blocks(readahead.requestBytes),
-                                                      lastBlock: lastBlock, urgentBlock: first) { OpenObject.isMissing(s.table[$0]) }
+                                                      lastBlock: lastBlock, urgentBlock: next) { OpenObject.isMissing(s.table[$0]) }
                     for run in runs {
                         let fetch = RangeFetch(blocks: run, priority: .readahead)
                         for block in run { s.table[block] = .fetching(fetch) }
                         plan.newRequests.append(fetch)
+                        s.readaheadFrontier = max(s.readaheadFrontier, run.upperBound)
                     }
                 }
             } else if !s.backgroundFill, s.scatteredMisses >= policies.backgroundFillAfterMisses, size >= policies.backgroundFillMinimumSize {
@@ -248,7 +260,8 @@ final class OpenObject: Sendable {
     /// The bytes of `offset..<end`. A block that went missing meanwhile is forgotten, so a second
     /// try fetches it again.
     private func assemble(offset: Int, end: Int, wanted: ClosedRange<Int>, fetches: [RangeFetch]) -> Result<[UInt8], FSError> {
-        var bytes = [UInt8](repeating: 0, count: end - offset)
+        // Every byte is written below (or the read fails): no zero-fill first.
+        var bytes = [UInt8](unsafeUninitializedCapacity: end - offset) { _, count in count = end - offset }
         var failure: FSError?
         bytes.withUnsafeMutableBytes { out in
             var block = wanted.lowerBound
@@ -303,13 +316,29 @@ final class OpenObject: Sendable {
 
     /// Fetches every missing block in the background; `done` runs when all are in (or failed).
     func fetchAll(done: @escaping @Sendable () -> Void) {
+        fetch([0..<size], done: done)
+    }
+
+    /// Fetches the missing blocks holding `ranges` (object bytes) in the background, in the
+    /// largest requests allowed; `done` runs when all are in (or failed).
+    func fetch(_ ranges: [Range<Int>], done: @escaping @Sendable () -> Void) {
         guard size > 0, dataFile != nil else { return done() }
+        var blocks = Set<Int>()
+        for range in ranges {
+            let clamped = range.clamped(to: 0..<size)
+            guard !clamped.isEmpty else { continue }
+            blocks.formUnion((clamped.lowerBound / blockSize)...((clamped.upperBound - 1) / blockSize))
+        }
         let fetches = state.withLock { s -> [RangeFetch] in
             guard s.stale == nil else { return [] }
-            let new = planWhole(&s, priority: .background)
-            // Requests already under way for other readers count too.
-            var all = new
-            for entry in s.table.values { if case .fetching(let f) = entry, !all.contains(where: { $0 === f }) { all.append(f) } }
+            var all: [RangeFetch] = []
+            for block in blocks { if case .fetching(let f) = s.table[block], !all.contains(where: { $0 === f }) { all.append(f) } }
+            let missing = blocks.filter { OpenObject.isMissing(s.table[$0]) }
+            for run in FetchPlanner.runs(Array(missing), maxBlocks: policies.blocks(policies.maxRequestBytes)) {
+                let fetch = RangeFetch(blocks: run, priority: .background)
+                for block in run { s.table[block] = .fetching(fetch) }
+                all.append(fetch)
+            }
             return all
         }
         let waiter = BlockWaiter { _ in done() }
@@ -319,6 +348,12 @@ final class OpenObject: Sendable {
             fetch.wait(until: byteRange(of: fetch.blocks).upperBound, waiter.finished)
         }
         waiter.armed()
+    }
+
+    /// The byte ranges readers have read, merged and in order.
+    func touchedRanges() -> [Range<Int>] {
+        let blocks = state.withLock { $0.touched }.sorted()
+        return FetchPlanner.runs(blocks, maxBlocks: .max).map { byteRange(of: $0) }
     }
 
     func send(_ fetch: RangeFetch, at priority: DownloadPool.Priority) {

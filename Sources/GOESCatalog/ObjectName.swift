@@ -1,3 +1,4 @@
+import Foundation
 /// The parts of a GOES-R file name such as
 /// `OR_ABI-L1b-RadC-M6C13_G16_s20230661431174_e20230661433547_c20230661434018.nc`.
 ///
@@ -76,5 +77,16 @@ public struct ObjectName: Hashable, Sendable {
             guard sector != nil else { return nil }
         }
         return (productName, sector, mode, band)
+    }
+}
+
+extension ObjectName {
+    /// The scan's slot in its series: `HHMM.nc`, or `HHMMSS.nc` where scans come several a minute
+    /// (Meso sectors, GLM). Two objects in one slot are one scan reprocessed: the latest creation
+    /// is the one shown (friendly view) and the only one worth fetching (scan prefetch).
+    public var slotName: String {
+        let seconds = sector?.hasPrefix("M") == true || product.hasPrefix("GLM")
+        return seconds ? String(format: "%02d%02d%02d.nc", start.hour, start.minute, start.second)
+                       : String(format: "%02d%02d.nc", start.hour, start.minute)
     }
 }

@@ -52,6 +52,16 @@ final class ReadPathPolicyTests: XCTestCase {
         XCTAssertEqual(FetchPlanner.readahead(22...24, requestBlocks: 8, lastBlock: 100, urgentBlock: 22, isMissing: missing), [22...24])
     }
 
+    func testScanPrefetchPlacesTheRangesReadOntoTheNextScanScaledAndWithSlack() {
+        let profile = ScanPrefetcher.Profile(size: 10_000_000, ranges: [0..<100_000, 5_000_000..<5_200_000, 9_990_000..<10_000_000])
+        // 2 % larger: offsets scale by 1.02, and 1 % of the new size (102,000 B) is added on both sides.
+        XCTAssertEqual(ScanPrefetcher.replay(profile, onto: 10_200_000),
+                       [0..<204_000, 4_998_000..<5_406_000, 10_087_800..<10_200_000])
+        // Ranges that meet after slack merge into one.
+        XCTAssertEqual(ScanPrefetcher.replay(.init(size: 1 << 20, ranges: [0..<1000, 100_000..<101_000]), onto: 1 << 20), [0..<(101_000 + 65_536)])
+        XCTAssertEqual(ScanPrefetcher.replay(.init(size: 0, ranges: [0..<10]), onto: 100), [])
+    }
+
     func testOrbitSlotHandovers() {
         XCTAssertEqual(OrbitSlot.east.satellite(on: CalendarDay("2025-04-06")!).number, 16)
         XCTAssertEqual(OrbitSlot.east.satellite(on: CalendarDay("2025-04-07")!).number, 19)

@@ -180,5 +180,37 @@ final class RequestPlanningTests: XCTestCase {
         XCTAssertTrue(try read(fs, handle, offset: 0, length: 32 << 10).get() == Array(bytes[0..<(32 << 10)]), "bytes differ")
         XCTAssertEqual(source.fetches.count, 0, "complete blocks of a cut request are kept")
     }
-}
 
+    func testAWalkThroughScansPrefetchesWhatWasReadOfTheLastScanNotWholeFilesNorHiddenDuplicates() throws {
+        let hour = "ABI-L1b-RadC/2023/066/14/"
+        func name(_ minute: Int, created: Int = 30) -> String {
+            String(format: "OR_ABI-L1b-RadC-M6C13_G16_s202306614%02d171_e202306614%02d544_c202306614%02d%03d.nc", minute, minute + 2, minute + 3, created)
+        }
+        let size = 8 << 20
+        let random = FileHandle(forReadingAtPath: "/dev/urandom")!
+        for minute in [1, 6, 11, 16] {
+            source.put(bucket: Self.bucket, key: hour + name(minute), bytes: [UInt8](random.readData(ofLength: size)), etag: "\"\(minute)\"")
+        }
+        // An older processing of the 11-minute scan: the friendly view hides it, so prefetch must too.
+        source.put(bucket: Self.bucket, key: hour + name(11, created: 10), bytes: [UInt8](random.readData(ofLength: size)), etag: "\"old\"")
+        random.closeFile()
+        let fs = try makeFileSystem(source)
+        func path(_ minute: Int) -> MountPath { [Self.bucket] + (hour + name(minute)).split(separator: "/").map(String.init) }
+        // Scan 1: the header and a slice's chunks, then closed.
+        let first = try fs.open(path(1))
+        for (offset, length) in [(0, 40_000), (3 << 20, 100_000), (size - 2000, 2000)] { _ = try read(fs, first, offset: offset, length: length).get() }
+        fs.release(handle: first)
+        source.resetCounts()
+        // Scan 2 opened: a walk. Scans 3 and 4 get scan 1's ranges (with slack), nothing more.
+        let second = try fs.open(path(6))
+        defer { fs.release(handle: second) }
+        let replayed = ScanPrefetcher.replay(.init(size: size, ranges: [0..<(3 * block), (3 << 20)..<((3 << 20) + 7 * block), (size - block)..<size]), onto: size)
+        eventually("scans 3 and 4 are prefetched") { Set(source.fetches.map(\.key)) == [hour + name(11), hour + name(16)] }
+        for fetch in source.fetches {
+            XCTAssertTrue(replayed.contains { $0.lowerBound <= fetch.range.lowerBound && fetch.range.upperBound <= $0.upperBound + block },
+                          "\(fetch.range) of \(fetch.key) is outside the replayed ranges \(replayed)")
+        }
+        let perScan = source.fetches.filter { $0.key == hour + name(11) }.reduce(0) { $0 + $1.range.count }
+        XCTAssertLessThan(perScan, size / 4, "a slice's worth per scan, not the whole file")
+    }
+}
