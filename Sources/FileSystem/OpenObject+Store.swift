@@ -120,6 +120,7 @@ extension OpenObject {
             }
             if written != true { progress.storingFailed = true; return }
             progress.nextBlock = last + 1
+            fetch.written(upTo: byteRange(of: run).upperBound)
         }
         let pendingBytes = progress.pending.count * blockSize
         guard !progress.pending.isEmpty, final || pendingBytes >= OpenObject.recordBatchBytes else { return }

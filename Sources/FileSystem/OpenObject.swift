@@ -243,7 +243,17 @@ final class OpenObject: Sendable {
     /// requests' buffers, memory and the data file.
     private func deliver(offset: Int, end: Int, wanted: ClosedRange<Int>, from fetches: [RangeFetch], downloaded: Bool,
                          reply: (Result<ReadData, FSError>) -> Void) {
-        let onDisk = fetches.isEmpty && state.withLock { s in wanted.allSatisfy { if case .present = s.table[$0] { true } else { false } } }
+        // On disk: present, or written by the request being waited for (the common case for a
+        // sequential reader behind its readahead): a splice then, not two copies through goesfs.
+        let onDisk = state.withLock { s in
+            wanted.allSatisfy { block in
+                switch s.table[block] {
+                case .present: return true
+                case .fetching(let fetch): return fetch.hasWritten(byteRange(of: block))
+                default: return false
+                }
+            }
+        }
         if onDisk, let dataFile, dataFile.length >= end, let lease = try? dataFile.lease() {
             context.statistics.recordRead(bucket: bucket, key: key, bytes: end - offset, fromCache: !downloaded)
             return reply(.success(.fileRange(descriptor: lease.descriptor, offset: offset, length: end - offset, owner: lease)))

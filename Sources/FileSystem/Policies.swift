@@ -21,13 +21,14 @@ public struct Policies: Sendable {
     /// stay under it, so they never pull in what nobody reads.
     public var sequentialThreshold = 512 << 10
     /// Readahead is this many times the run so far, up to `maxReadahead`: it grows as fast as the
-    /// reader shows it keeps going.
-    public var readaheadGrowth = 2
-    /// Bytes ahead of a sequential reader, at most: with 8 MiB requests, 6 in flight per file,
-    /// enough to keep ~500 MB/s coming at 20 ms RTT.
-    public var maxReadahead = 48 << 20
-    /// Readahead requests ramp up: the first is this big, each next one twice the last, up to
-    /// `maxRequestBytes`; a short sequential read never waits behind a huge request.
+    /// reader shows it keeps going (each new connection starts in TCP slow start, so the first
+    /// MiBs need many requests in parallel).
+    public var readaheadGrowth = 4
+    /// Bytes ahead of a sequential reader, at most: 8 requests of 8 MiB in flight per file, one per
+    /// download thread (so also the memory bound: 8 × 8 MiB of buffers).
+    public var maxReadahead = 64 << 20
+    /// Readahead requests are a quarter of the run, at least this and at most `maxRequestBytes`:
+    /// a short sequential read never waits behind a huge request.
     public var firstReadaheadRequest = 1 << 20
     /// The slack within which a read still continues a run (the kernel reorders a little).
     public var sequentialSlack = 2 << 20

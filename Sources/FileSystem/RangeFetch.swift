@@ -20,6 +20,9 @@ final class RangeFetch: @unchecked Sendable {
         var buffer: UnsafeMutableRawBufferPointer?
         /// Bytes of `range` in the buffer, counted from its start.
         var arrived = 0
+        /// Object offset up to which this request's bytes are in the data file (written, maybe not
+        /// yet recorded): readers of them are answered by splice from the file, without a copy.
+        var writtenUpTo = 0
         var outcome: Outcome?
         var waiters: [(until: Int, done: @Sendable (FSError?) -> Void)] = []
     }
@@ -123,6 +126,13 @@ final class RangeFetch: @unchecked Sendable {
         }
         guard let source else { return nil }
         return try body(UnsafeRawBufferPointer(source))
+    }
+
+    func written(upTo end: Int) { state.withLock { $0.writtenUpTo = max($0.writtenUpTo, end) } }
+
+    /// Whether object bytes `range` are in the data file, written by this request.
+    func hasWritten(_ range: Range<Int>) -> Bool {
+        state.withLock { s in s.range.map { $0.lowerBound <= range.lowerBound } ?? false && s.writtenUpTo >= range.upperBound }
     }
 
     /// Whether object bytes up to `end` are already in the buffer.

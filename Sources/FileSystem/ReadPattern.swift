@@ -39,7 +39,7 @@ final class ReadPattern: Sendable {
 
     static func readahead(forRun run: Int, _ p: Policies) -> Readahead? {
         guard run >= p.sequentialThreshold else { return nil }
-        let request = min(p.maxRequestBytes, max(p.firstReadaheadRequest, run / 2))
+        let request = min(p.maxRequestBytes, max(p.firstReadaheadRequest, run / 4))
         let window = min(p.maxReadahead, max(request, run.multipliedReportingOverflow(by: p.readaheadGrowth).partialValue))
         return Readahead(window: window, requestBytes: request)
     }

@@ -10,8 +10,8 @@ final class ReadPathPolicyTests: XCTestCase {
         var readaheads: [ReadPattern.Readahead?] = []
         for i in 0..<400 { readaheads.append(pattern.record(offset: i * read, end: (i + 1) * read)) }
         XCTAssertNil(readaheads[2], "384 KiB in order is not yet a sequential reader")
-        XCTAssertEqual(readaheads[3], .init(window: 1 << 20, requestBytes: 1 << 20), "at 512 KiB: 1 MiB ahead in one request")
-        XCTAssertEqual(readaheads[399], .init(window: policies.maxReadahead, requestBytes: policies.maxRequestBytes), "50 MiB in: the caps")
+        XCTAssertEqual(readaheads[3], .init(window: 2 << 20, requestBytes: 1 << 20), "at 512 KiB: 2 MiB ahead in 1 MiB requests")
+        XCTAssertEqual(readaheads[399], .init(window: policies.maxReadahead, requestBytes: policies.maxRequestBytes), "50 MiB in: the caps (64 MiB ahead, 8 MiB requests)")
         let windows = readaheads.compactMap { $0?.window }
         XCTAssertEqual(windows, windows.sorted(), "the window only grows along a run")
         // A jump far away starts a new run.

@@ -119,10 +119,11 @@ final class RequestPlanningTests: XCTestCase {
         for offset in stride(from: 0, to: size, by: chunk) { got += try read(fs, handle, offset: offset, length: chunk).get() }
         XCTAssertTrue(got == bytes, "bytes differ from the source")
         let sizes = source.fetches.sorted { $0.range.lowerBound < $1.range.lowerBound }.map(\.range.count)
-        // The window (twice the run so far) bounds them: in 40 MiB they reach about 6 MiB.
-        XCTAssertGreaterThanOrEqual(sizes.max() ?? 0, 4 << 20, "requests grow as the run goes on: \(sizes)")
+        // A quarter of the run each; the window (four times the run) reaches the end of 40 MiB
+        // early, so here they grow to about 2 MiB (8 MiB on big files).
+        XCTAssertGreaterThan(sizes.max() ?? 0, 1 << 20, "requests grow as the run goes on: \(sizes)")
         XCTAssertLessThanOrEqual(sizes.max() ?? 0, Policies().maxRequestBytes)
-        XCTAssertLessThan(source.fetches.count, 40, "40 MiB in 8 MiB requests after a short ramp, not one per block: \(sizes)")
+        XCTAssertLessThan(source.fetches.count, 50, "40 MiB in MiB-sized requests after a short ramp, not one per block: \(sizes)")
         XCTAssertGreaterThanOrEqual(slow.mostConcurrentFetches, 2, "several requests in flight for one reader")
         eventually("readahead past the end never happens; what was fetched is all there is") { fetchedBlocks().count == size / block }
         XCTAssertEqual(Set(fetchedBlocks()).count, fetchedBlocks().count, "no block fetched twice")
@@ -207,7 +208,7 @@ final class RequestPlanningTests: XCTestCase {
         let replayed = ScanPrefetcher.replay(.init(size: size, ranges: [0..<(3 * block), (3 << 20)..<((3 << 20) + 7 * block), (size - block)..<size]), onto: size)
         eventually("scans 3 and 4 are prefetched") { Set(source.fetches.map(\.key)) == [hour + name(11), hour + name(16)] }
         for fetch in source.fetches {
-            XCTAssertTrue(replayed.contains { $0.lowerBound <= fetch.range.lowerBound && fetch.range.upperBound <= $0.upperBound + block },
+            XCTAssertTrue(replayed.contains { $0.lowerBound - block < fetch.range.lowerBound && fetch.range.upperBound < $0.upperBound + block },
                           "\(fetch.range) of \(fetch.key) is outside the replayed ranges \(replayed)")
         }
         let perScan = source.fetches.filter { $0.key == hour + name(11) }.reduce(0) { $0 + $1.range.count }
