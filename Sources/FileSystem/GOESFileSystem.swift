@@ -183,6 +183,14 @@ public final class GOESFileSystem: Sendable {
         }
     }
 
+    /// Waits (at most `seconds`) for the downloads under way to finish and record what they
+    /// fetched: at a clean unmount a reader may have been answered from bytes not yet recorded.
+    /// Requests not started are dropped (their files are closed).
+    public func finishDownloads(within seconds: Double) {
+        let deadline = Date() + seconds
+        while openObjects.downloadsRunning > 0 && Date() < deadline { usleep(10_000) }
+    }
+
     /// The cache's cap and the bytes cached now, for `statfs` (`df`).
     public func cacheCapacity() -> (limit: Int, used: Int) {
         (context.budget.limit, max(0, context.budget.usedBytes))

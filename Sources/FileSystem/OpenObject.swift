@@ -180,9 +180,11 @@ final class OpenObject: Sendable {
                 }
             }
             if let recentFailure { plan.error = recentFailure; return plan }
-            // A cold open reads the header first: fetch the whole header region in that one request.
+            // A cold open reads the header first: fetch the whole header region (a small object:
+            // all of it) in that one request.
             if missing.first == 0, offset < policies.headBytes {
-                let headLast = min(lastBlock, policies.blocks(policies.headBytes) - 1)
+                let head = size <= policies.wholeObjectBytes ? size : policies.headBytes
+                let headLast = min(lastBlock, policies.blocks(head) - 1)
                 var block = (missing.last ?? 0) + 1
                 while block <= headLast, OpenObject.isMissing(s.table[block]) { missing.append(block); block += 1 }
             }

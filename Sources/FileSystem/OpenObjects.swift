@@ -82,6 +82,9 @@ final class OpenObjects: Sendable {
         update(object) { $0.downloads -= 1 }
     }
 
+    /// Downloads running now, over all objects.
+    var downloadsRunning: Int { table.withLock { $0.entries.values.reduce(0) { $0 + $1.downloads } } }
+
     /// The objects in use now, with their open handles (a scan prefetch holds one too).
     func inUse() -> [(object: OpenObject, handles: Int)] {
         table.withLock { $0.entries.values.map { ($0.object, $0.handles) } }

@@ -15,6 +15,9 @@ public struct Policies: Sendable {
     /// NetCDF/HDF5 file, whose many small reads then need no round trip each. The reader is
     /// answered as soon as its own bytes arrive, so the first byte does not wait for the rest.
     public var headBytes = 64 << 10
+    /// An object this small is fetched whole by its first read: one round trip instead of one per
+    /// kernel read (GLM files, small L2 products).
+    public var wholeObjectBytes = 1 << 20
 
     // MARK: Sequential readahead
     /// A run of reads in order this long starts readahead; the HDF5 metadata reads of an open

@@ -91,6 +91,7 @@ extension Mount {
         }
         hooks.stopping = {
             SystemdNotify.send("STOPPING=1")
+            fileSystem.finishDownloads(within: 10)
             do { try index.checkpoint() } catch { logger.warning("could not checkpoint the cache index: \(error)") }
         }
         do {
