@@ -65,12 +65,12 @@ final class ScanPrefetcher: Sendable {
     }
 
     /// `profile`'s ranges placed on an object of `size` bytes. Scans of one band differ a little in
-    /// size (compressed chunks), so offsets scale with the size and each range gets slack: 1 % of
-    /// the object, at least 64 KiB, on both sides.
+    /// size (compressed chunks), so offsets scale with the size and each range gets slack: 0.25 %
+    /// of the object, at least 16 KiB, on both sides (a range that still misses is read on demand).
     static func replay(_ profile: Profile, onto size: Int) -> [Range<Int>] {
         guard profile.size > 0, size > 0 else { return [] }
         let scale = Double(size) / Double(profile.size)
-        let slack = max(64 << 10, size / 100)
+        let slack = max(16 << 10, size / 400)
         var out: [Range<Int>] = []
         for range in profile.ranges {
             let lower = max(0, Int(Double(range.lowerBound) * scale) - slack)

@@ -54,11 +54,11 @@ final class ReadPathPolicyTests: XCTestCase {
 
     func testScanPrefetchPlacesTheRangesReadOntoTheNextScanScaledAndWithSlack() {
         let profile = ScanPrefetcher.Profile(size: 10_000_000, ranges: [0..<100_000, 5_000_000..<5_200_000, 9_990_000..<10_000_000])
-        // 2 % larger: offsets scale by 1.02, and 1 % of the new size (102,000 B) is added on both sides.
+        // 2 % larger: offsets scale by 1.02, and 0.25 % of the new size (25,500 B) is added on both sides.
         XCTAssertEqual(ScanPrefetcher.replay(profile, onto: 10_200_000),
-                       [0..<204_000, 4_998_000..<5_406_000, 10_087_800..<10_200_000])
+                       [0..<127_500, 5_074_500..<5_329_500, 10_164_300..<10_200_000])
         // Ranges that meet after slack merge into one.
-        XCTAssertEqual(ScanPrefetcher.replay(.init(size: 1 << 20, ranges: [0..<1000, 100_000..<101_000]), onto: 1 << 20), [0..<(101_000 + 65_536)])
+        XCTAssertEqual(ScanPrefetcher.replay(.init(size: 1 << 20, ranges: [0..<1000, 30_000..<31_000]), onto: 1 << 20), [0..<(31_000 + 16_384)])
         XCTAssertEqual(ScanPrefetcher.replay(.init(size: 0, ranges: [0..<10]), onto: 100), [])
     }
 
