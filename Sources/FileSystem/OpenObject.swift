@@ -46,7 +46,7 @@ final class OpenObject: Sendable {
         var scatteredMisses = 0
         var backgroundFill = false
         /// The last block readahead has requested: the next readahead looks from there, not over
-        /// the whole 48 MiB window on every read (blocks before it that went missing again are
+        /// the whole 64 MiB window on every read (blocks before it that went missing again are
         /// fetched by the reader when it gets there).
         var readaheadFrontier = -1
         /// Blocks readers asked for (not readahead, not prefetch): what the next scan's reader
