@@ -47,22 +47,7 @@ final class ReadPathTests: XCTestCase {
     }
 
     private static func readOpen(_ fs: GOESFileSystem, handle: UInt64, offset: Int, length: Int) -> Result<[UInt8], FSError> {
-        let done = DispatchSemaphore(value: 0)
-        let box = ResultBox()
-        fs.read(handle: handle, offset: offset, length: length) { result in
-            box.value = result.map { data -> [UInt8] in
-                switch data {
-                case .bytes(let bytes): return bytes
-                case .fileRange(let descriptor, let offset, let length, _):
-                    var out = [UInt8](repeating: 0, count: length)
-                    let got = pread(descriptor, &out, length, off_t(offset))
-                    return Array(out.prefix(max(0, got)))
-                }
-            }
-            done.signal()
-        }
-        done.wait()
-        return box.value!
+        fs.readWaiting(handle: handle, offset: offset, length: length, seconds: 60) ?? .failure(.io("no reply within 60 s"))
     }
 
     /// Byte arrays compared without printing megabytes when they differ.
@@ -215,8 +200,6 @@ final class ReadPathTests: XCTestCase {
         XCTAssertLessThanOrEqual(source.listingRequests.count, 1, "malformed names are refused before any listing")
     }
 }
-
-private final class ResultBox: @unchecked Sendable { var value: Result<[UInt8], FSError>? }
 
 private final class ResultsBox: @unchecked Sendable {
     private let lock = NSLock()

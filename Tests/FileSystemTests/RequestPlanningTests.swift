@@ -42,22 +42,9 @@ final class RequestPlanningTests: XCTestCase {
     }
 
     private func read(_ fs: GOESFileSystem, _ handle: UInt64, offset: Int, length: Int) -> Result<[UInt8], FSError> {
-        let done = DispatchSemaphore(value: 0)
-        let box = Locked<Result<[UInt8], FSError>?>(nil)
-        fs.read(handle: handle, offset: offset, length: length) { result in
-            box.withLock { $0 = result.map { data in
-                switch data {
-                case .bytes(let bytes): return bytes
-                case .fileRange(let descriptor, let offset, let length, _):
-                    var out = [UInt8](repeating: 0, count: length)
-                    let got = pread(descriptor, &out, length, off_t(offset))
-                    return Array(out.prefix(max(0, got)))
-                }
-            } }
-            done.signal()
-        }
-        XCTAssertEqual(done.wait(timeout: .now() + 30), .success, "no reply within 30 s")
-        return box.withLock { $0 } ?? .failure(.io("no reply"))
+        let result = fs.readWaiting(handle: handle, offset: offset, length: length)
+        XCTAssertNotNil(result, "no reply within 30 s")
+        return result ?? .failure(.io("no reply"))
     }
 
     /// Waits (bounded) until `condition` holds: for background work nobody replies to.
