@@ -19,11 +19,12 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CChecksum"),
+        .systemLibrary(name: "CFileSpace"),
 
         .target(name: "GOESCatalog"),
         .target(name: "Locking"),
         .target(name: "ObjectStore", dependencies: ["CCurl", "GOESCatalog", "Locking"]),
-        .target(name: "BlockCache", dependencies: ["CSQLite", "CChecksum", "Locking"]),
+        .target(name: "BlockCache", dependencies: ["CSQLite", "CChecksum", "CFileSpace", "Locking"]),
         // The tiny HTTP server behind `--metrics` (no dependency: swift-nio would slow every build).
         .target(name: "MetricsHTTP", dependencies: ["Locking"]),
         .target(name: "FileSystem", dependencies: [

@@ -259,14 +259,17 @@ public final class CacheIndex: Sendable {
         Int(try run { db throws(SQLiteError) in try db.query("SELECT COALESCE(SUM(length), 0) FROM blocks") }.first?.first?.int ?? 0)
     }
 
-    /// Objects with cached blocks, least recently opened first: the eviction order.
-    public func leastRecentlyUsed(limit: Int) throws(SQLiteError) -> [(id: Int64, bucket: String, key: String, bytes: Int)] {
-        let sql = "SELECT o.id, o.bucket, o.key, SUM(b.length) FROM objects o JOIN blocks b ON b.object_id = o.id "
-            + "GROUP BY o.id ORDER BY o.last_access ASC LIMIT ?"
-        return try run { db throws(SQLiteError) in try db.query(sql, [.integer(Int64(limit))]) }.compactMap { row in
+    /// Objects with cached blocks, least recently used first (the eviction order), leaving out
+    /// `excluded` (those in use: eviction frees only cold blocks of them).
+    public func leastRecentlyUsed(limit: Int, excluding excluded: Set<Int64> = [])
+        throws(SQLiteError) -> [(id: Int64, bucket: String, key: String, bytes: Int, lastAccess: Double)] {
+        let list = "[" + excluded.map(String.init).joined(separator: ",") + "]"
+        let sql = "SELECT o.id, o.bucket, o.key, SUM(b.length), o.last_access FROM objects o JOIN blocks b ON b.object_id = o.id "
+            + "WHERE o.id NOT IN (SELECT value FROM json_each(?)) GROUP BY o.id ORDER BY o.last_access ASC LIMIT ?"
+        return try run { db throws(SQLiteError) in try db.query(sql, [.text(list), .integer(Int64(limit))]) }.compactMap { row in
             // An edited index may hold anything: such a row is still evicted, never trapped on.
             guard let id = row[0].int else { return nil }
-            return (id, row[1].string ?? "", row[2].string ?? "", Int(row[3].int ?? 0))
+            return (id, row[1].string ?? "", row[2].string ?? "", Int(row[3].int ?? 0), row[4].double ?? 0)
         }
     }
 
@@ -275,6 +278,25 @@ public final class CacheIndex: Sendable {
     /// a download or a verified-block mark still holding the old number must not land on a new object.
     public func removeObject(id: Int64) throws(SQLiteError) {
         try run { db throws(SQLiteError) in try db.query("DELETE FROM blocks WHERE object_id = ?", [.integer(id)]) }
+    }
+
+    /// Forgets blocks of an object in one transaction (evicted while the object is open).
+    public func dropBlocks(objectID: Int64, _ blocks: [Int]) throws(SQLiteError) {
+        guard !blocks.isEmpty else { return }
+        try run { db throws(SQLiteError) in
+            try db.transaction { () throws(SQLiteError) in
+                for block in blocks {
+                    try db.query("DELETE FROM blocks WHERE object_id = ? AND block = ?", [.integer(objectID), .integer(Int64(block))])
+                }
+            }
+        }
+    }
+
+    /// Marks an object used now (its last reader closed it): eviction goes least recently used first.
+    public func touch(objectID: Int64) throws(SQLiteError) {
+        try run { db throws(SQLiteError) in
+            try db.query("UPDATE objects SET last_access = ? WHERE id = ?", [.real(Date().timeIntervalSince1970), .integer(objectID)])
+        }
     }
 
     /// Forgets a block (it failed verification or its file vanished).

@@ -1,4 +1,5 @@
 import CChecksum
+import CFileSpace
 import Foundation
 import Locking
 
@@ -163,6 +164,20 @@ public final class DataFile: Sendable {
             var st = stat()
             return fstat(descriptor, &st) == 0 ? Int(st.st_size) : 0
         }) ?? 0
+    }
+
+    /// Frees the disk space of `range` (evicted blocks): the file keeps its length and reads
+    /// zeros there, which no block checksum matches.
+    public func punchHole(_ range: Range<Int>) throws {
+        guard !range.isEmpty else { return }
+        state.withLock { $0.writesInFlight += 1 }
+        defer { state.withLock { $0.writesInFlight -= 1 } }
+        try withDescriptor { descriptor in
+            if goesfs_punch_hole(descriptor, Int64(range.lowerBound), Int64(range.count)) != 0 {
+                throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+            }
+            noteOwnChange(descriptor)
+        }
     }
 
     /// Drops every byte (the object changed at the source).

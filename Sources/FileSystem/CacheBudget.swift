@@ -6,26 +6,36 @@ import Synchronization
 
 /// Keeps the cache under its size cap: the one place that decides eviction.
 ///
-/// Whole objects go, least recently opened first, never one that is open. Eviction starts when a
-/// new block takes the total over the cap and stops at 90 % of it, so it runs in bursts, not per block.
+/// Room is reserved before a block is written (`reserve`), so the data on disk never exceeds the
+/// cap. Over it, eviction frees down to 90 %, least recently used first, mixing two kinds of unit:
+/// objects nobody uses (whole: file and rows), and cold extents of objects in use (their blocks
+/// present and not pinned by a reply being served; `OpenObject.evict`). Only when everything left
+/// is pinned or being written does a reservation fail; the download then serves its bytes from
+/// memory, and the refusal is counted.
 final class CacheBudget: Sendable {
     let limit: Int
+    /// Bytes recorded in the index plus bytes reserved and written but not recorded yet.
     private let used: Atomic<Int>
-    private let evicting = Locked(false)
+    /// Reserved, written or being written, not yet recorded: eviction cannot free these.
+    private let unrecorded = Atomic<Int>(0)
+    private let evictor = NSCondition()
+    nonisolated(unsafe) private var evicting = false   // guarded by `evictor`
     private let index: CacheIndex
     private let openObjects: OpenObjects
     private let verified: VerifiedBlocks
     private let statistics: Statistics
+    private let policies: Policies
     private let logger: Logger
     private let warnings: RateLimitedWarnings
 
     init(limit: Int, index: CacheIndex, openObjects: OpenObjects, verified: VerifiedBlocks,
-         statistics: Statistics, logger: Logger) {
+         statistics: Statistics, policies: Policies, logger: Logger) {
         self.limit = limit
         self.index = index
         self.openObjects = openObjects
         self.verified = verified
         self.statistics = statistics
+        self.policies = policies
         self.logger = logger
         warnings = RateLimitedWarnings(logger: logger)
         let current = (try? index.cachedBytes()) ?? 0
@@ -34,58 +44,122 @@ final class CacheBudget: Sendable {
     }
 
     var usedBytes: Int { used.load(ordering: .relaxed) }
+    var unrecordedBytes: Int { unrecorded.load(ordering: .relaxed) }
 
-    /// A block of `bytes` was stored; evicts if that took the cache over its cap.
-    func stored(bytes: Int) {
-        let total = used.add(bytes, ordering: .relaxed).newValue
-        statistics.updateCacheUsage(bytes: total, limit: limit)
-        if total > limit { evict() }
+    /// Room for `bytes` about to be written; false when eviction cannot free enough (what is left
+    /// is pinned or being written): the caller keeps the bytes in memory instead.
+    func reserve(bytes: Int) -> Bool {
+        while true {
+            let total = used.add(bytes, ordering: .relaxed).newValue
+            if total <= limit {
+                unrecorded.add(bytes, ordering: .relaxed)
+                statistics.updateCacheUsage(bytes: total, limit: limit)
+                return true
+            }
+            used.subtract(bytes, ordering: .relaxed)
+            guard makeRoom(for: bytes) else {
+                statistics.recordEvictionRefused(bytes: bytes)
+                warnings.warning("cache at its cap and everything in it is being read or written; serving from memory")
+                return false
+            }
+        }
+    }
+
+    /// Reserved bytes are now recorded in the index.
+    func recorded(bytes: Int) {
+        unrecorded.subtract(bytes, ordering: .relaxed)
+    }
+
+    /// Reserved bytes that were not recorded after all (their space was freed again).
+    func release(bytes: Int) {
+        unrecorded.subtract(bytes, ordering: .relaxed)
+        dropped(bytes: bytes)
     }
 
     /// The index was replaced by an empty one: count again from what it holds.
     func recount() {
-        let current = (try? index.cachedBytes()) ?? 0
+        let current = ((try? index.cachedBytes()) ?? 0) + unrecordedBytes
         used.store(current, ordering: .relaxed)
         statistics.updateCacheUsage(bytes: current, limit: limit)
     }
 
-    /// Bytes that left the cache some other way (a block dropped after failing its checksum).
+    /// Recorded bytes that left the cache some other way (a block dropped after failing its
+    /// checksum, an object changed at the source).
     func dropped(bytes: Int) {
         let total = used.subtract(bytes, ordering: .relaxed).newValue
         statistics.updateCacheUsage(bytes: total, limit: limit)
     }
 
-    private func evict() {
-        // One evictor at a time; others just carry on (the running one sees their bytes too).
-        let started = evicting.withLock { busy -> Bool in
-            defer { busy = true }
-            return !busy
+    /// Evicts (or waits for the eviction under way) until `bytes` more fit; false if nothing
+    /// could be freed.
+    private func makeRoom(for bytes: Int) -> Bool {
+        evictor.lock()
+        if evicting {
+            // Another download is evicting: its result is ours too.
+            while evicting { evictor.wait() }
+            evictor.unlock()
+            return true
         }
-        guard started else { return }
-        defer { evicting.withLock { $0 = false } }
-        let target = limit / 10 * 9
+        evicting = true
+        evictor.unlock()
+        let freed = evict(target: limit / 100 * policies.evictionTargetPercent - bytes)
+        evictor.lock()
+        evicting = false
+        evictor.broadcast()
+        evictor.unlock()
+        return freed > 0 || used.load(ordering: .relaxed) + bytes <= limit
+    }
+
+    private enum Candidate {
+        case object(id: Int64, bucket: String, key: String, bytes: Int, lastUse: Double)
+        case extent(OpenObject.ColdExtent)
+        var lastUse: Double {
+            switch self { case .object(_, _, _, _, let t): t; case .extent(let e): e.lastUse }
+        }
+    }
+
+    /// Frees least recently used units until at most `target` bytes are used; returns the bytes freed.
+    private func evict(target: Int) -> Int {
+        var total = 0
         while used.load(ordering: .relaxed) > target {
-            guard let candidates = try? index.leastRecentlyUsed(limit: 64), !candidates.isEmpty else { return }
+            let inUse = openObjects.inUse().map(\.object)
+            let closed = (try? index.leastRecentlyUsed(limit: 64, excluding: Set(inUse.compactMap(\.recordID))))
+                ?? []
+            var candidates = closed.map { Candidate.object(id: $0.id, bucket: $0.bucket, key: $0.key, bytes: $0.bytes, lastUse: $0.lastAccess) }
+            candidates += inUse.flatMap { $0.evictableExtents() }.map(Candidate.extent)
+            candidates.sort { $0.lastUse < $1.lastUse }
             var freed = 0
-            openObjects.whileFrozen { open in
-                for candidate in candidates where used.load(ordering: .relaxed) - freed > target {
-                    guard !open.contains(OpenObjects.id(bucket: candidate.bucket, key: candidate.key)) else { continue }
-                    index.directory.removeDataFile(bucket: candidate.bucket, key: candidate.key)
-                    do {
-                        try index.removeObject(id: candidate.id)
-                        verified.remove(objectID: candidate.id)
-                        freed += candidate.bytes
-                        statistics.recordEviction(bytes: candidate.bytes)
-                    } catch {
-                        logger.error("eviction of \(candidate.bucket)/\(candidate.key) failed: \(error)")
-                    }
+            for candidate in candidates where used.load(ordering: .relaxed) > target {
+                let bytes: Int
+                switch candidate {
+                case .object(let id, let bucket, let key, let size, _):
+                    bytes = evictObject(id: id, bucket: bucket, key: key, bytes: size)
+                    if bytes > 0 { statistics.recordEviction(.closedObject, bytes: bytes) }
+                case .extent(let cold):
+                    bytes = cold.object.evict(extent: cold.extent)
+                    if bytes > 0 { statistics.recordEviction(.openObjectExtent, bytes: bytes) }
                 }
+                if bytes > 0 { dropped(bytes: bytes); freed += bytes }
             }
-            if freed == 0 {
-                warnings.warning("cache over its limit but every cached object is open; nothing evicted")
-                return
-            }
-            dropped(bytes: freed)
+            total += freed
+            if freed == 0 { break }
         }
+        return total
+    }
+
+    /// Deletes an object nobody uses (its data file and block rows); 0 if it came into use.
+    private func evictObject(id: Int64, bucket: String, key: String, bytes: Int) -> Int {
+        let name = OpenObjects.id(bucket: bucket, key: key)
+        guard openObjects.claimForEviction(name) else { return 0 }
+        defer { openObjects.evictionEnded(name) }
+        index.directory.removeDataFile(bucket: bucket, key: key)
+        do {
+            try index.removeObject(id: id)
+        } catch {
+            logger.error("eviction of \(bucket)/\(key) failed: \(error)")
+            return 0
+        }
+        verified.remove(objectID: id)
+        return bytes
     }
 }

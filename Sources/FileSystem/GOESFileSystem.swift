@@ -56,7 +56,12 @@ public struct MountConfiguration: Sendable {
     /// Version lines for `.diagnostics` (goesfs, SQLite, libfuse), from the layers that own them.
     public var versionLines: [String] = []
 
-    public init(buckets: [String], cacheDirectory: String, cacheLimit: Int, downloadThreads: Int = 8) {
+    public static let defaultDownloadThreads = 8
+
+    /// The smallest cap this mount can hold (see `Policies.minimumCacheBytes`).
+    public var minimumCacheLimit: Int { Policies.minimumCacheBytes(downloadThreads: downloadThreads) }
+
+    public init(buckets: [String], cacheDirectory: String, cacheLimit: Int, downloadThreads: Int = MountConfiguration.defaultDownloadThreads) {
         self.buckets = buckets
         self.cacheDirectory = cacheDirectory
         self.cacheLimit = cacheLimit
@@ -98,7 +103,7 @@ public final class GOESFileSystem: Sendable {
         openObjects = registry
         let verified = VerifiedBlocks()
         let budget = CacheBudget(limit: configuration.cacheLimit, index: index, openObjects: registry, verified: verified,
-                                 statistics: statistics, logger: logger)
+                                 statistics: statistics, policies: configuration.policies, logger: logger)
         let diagnostics = DiagnosticsRunner(sources: client.diagnosticSources, bucket: configuration.buckets.first ?? "noaa-goes16",
                                             extra: configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
@@ -180,6 +185,8 @@ public final class GOESFileSystem: Sendable {
         if case .object(let object, _)? = handles.withLock({ $0.open.removeValue(forKey: handle) }) {
             scans?.readerClosed(bucket: object.bucket, key: object.key, size: object.size, touched: object.touchedRanges())
             openObjects.release(object)
+            // Used until now, not since its open: eviction ranks closed objects by this.
+            if let id = object.recordID { try? context.index.touch(objectID: id) }
         }
     }
 
@@ -208,7 +215,9 @@ public final class GOESFileSystem: Sendable {
         var snapshot = statistics.snapshot()
         snapshot.cachedObjects = (try? context.index.blockSummary().objects) ?? 0
         let prefetching = scanPrefetching.withLock { $0 }
+        snapshot.unrecordedBytes = context.budget.unrecordedBytes
         for (object, handles) in openObjects.inUse() {
+            snapshot.pinnedBytes += object.pinnedBytes
             let id = OpenObjects.id(bucket: object.bucket, key: object.key)
             let blocks = object.blockSummary()
             let activity = snapshot.activity[id]

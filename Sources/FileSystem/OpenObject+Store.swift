@@ -22,6 +22,9 @@ extension OpenObject {
         var stored: [Int: UInt32] = [:]
         /// Storing stopped (a full disk, a closed cache): the rest is kept in memory.
         var storingFailed = false
+        /// The cap has no room left that eviction could free: what is written is still recorded,
+        /// the rest is kept in memory.
+        var writingStopped = false
         init(first: Int) { nextBlock = first }
     }
 
@@ -68,7 +71,10 @@ extension OpenObject {
         }
         storeCompleted(fetch, span: span, reached: nil, progress, final: true)
         let until = DispatchTime.now().uptimeNanoseconds + policies.failureMemoryNanoseconds
+        let wallNow = Date().timeIntervalSince1970
         state.withLock { s in
+            // Just filled: as recent as a read for eviction (readahead is read next).
+            for extent in extents(of: span) { s.lastUse[extent] = max(s.lastUse[extent] ?? 0, wallNow) }
             for block in span {
                 guard case .fetching(let f) = s.table[block], f === fetch else { continue }
                 if let crc = progress.stored[block] {
@@ -101,12 +107,19 @@ extension OpenObject {
         }
         // Written in pieces of at least `writeBatchBytes` (one pwrite each), not per 16 KiB chunk.
         let ready = (last - progress.nextBlock + 1) * blockSize
-        if last >= progress.nextBlock, final || last == span.upperBound || ready >= OpenObject.writeBatchBytes {
+        if !progress.writingStopped, last >= progress.nextBlock, final || last == span.upperBound || ready >= OpenObject.writeBatchBytes {
             let run = progress.nextBlock...last
+            let runBytes = byteRange(of: run).count
+            // Room first (evicting if need be), so the disk never holds more than the cap.
+            guard context.budget.reserve(bytes: runBytes) else {
+                progress.writingStopped = true
+                return recordPending(progress, dataFile: dataFile, recordID: recordID)
+            }
             let written: Bool? = fetch.withArrived(byteRange(of: run)) { raw in
                 do {
                     try dataFile.write(raw, at: run.lowerBound * blockSize)
                 } catch {
+                    context.budget.release(bytes: runBytes)
                     context.storeHealth.storeFailed(error, what: "blocks \(run.lowerBound)-\(run.upperBound) of \(bucket)/\(key)")
                     return false
                 }
@@ -118,37 +131,53 @@ extension OpenObject {
                 }
                 return true
             }
-            if written != true { progress.storingFailed = true; return }
+            if written == nil { context.budget.release(bytes: runBytes) }
+            if written != true {
+                // What was written before is still recorded; nothing more is stored.
+                recordPending(progress, dataFile: dataFile, recordID: recordID)
+                progress.storingFailed = true
+                return
+            }
             progress.nextBlock = last + 1
             fetch.written(upTo: byteRange(of: run).upperBound)
         }
         let pendingBytes = progress.pending.count * blockSize
-        guard !progress.pending.isEmpty, final || pendingBytes >= OpenObject.recordBatchBytes else { return }
-        guard !isStale else { progress.storingFailed = true; return }
-        do {
-            try context.index.recordBlocks(objectID: recordID, progress.pending)
-        } catch where error.code == 19 /* SQLITE_CONSTRAINT */ {
-            // The object's row is gone (evicted): should not happen while it is in use; keep nothing.
-            context.logger.warning("\(bucket)/\(key): the object left the cache during its download")
+        guard final || progress.writingStopped || pendingBytes >= OpenObject.recordBatchBytes else { return }
+        recordPending(progress, dataFile: dataFile, recordID: recordID)
+    }
+
+    /// Records the blocks written and not yet recorded, in one transaction. If that fails their
+    /// disk space is freed again (a block on disk the index does not name would never be evicted).
+    private func recordPending(_ progress: StoreProgress, dataFile: DataFile, recordID: Int64) {
+        guard !progress.pending.isEmpty else { return }
+        let pending = progress.pending
+        progress.pending = []
+        let bytes = pending.reduce(0) { $0 + $1.length }
+        func unrecord() {
+            for run in FetchPlanner.runs(pending.map(\.block), maxBlocks: .max) { try? dataFile.punchHole(byteRange(of: run)) }
+            context.budget.release(bytes: bytes)
             progress.storingFailed = true
-            return
+        }
+        guard !isStale else { return unrecord() }
+        do {
+            try context.index.recordBlocks(objectID: recordID, pending)
+        } catch where error.code == 19 /* SQLITE_CONSTRAINT */ {
+            // The object's row is gone: should not happen while it is in use; keep nothing.
+            context.logger.warning("\(bucket)/\(key): the object left the cache during its download")
+            return unrecord()
         } catch {
             context.storeHealth.storeFailed(error, what: "blocks of \(bucket)/\(key)")
-            progress.storingFailed = true
-            return
+            return unrecord()
         }
         context.storeHealth.storeSucceeded()
-        var bytes = 0
-        for entry in progress.pending {
+        for entry in pending {
             context.verified.insert(objectID: recordID, block: entry.block)
             progress.stored[entry.block] = entry.crc
-            bytes += entry.length
         }
         context.verified.noteChangeTime(objectID: recordID, changeTime: dataFile.changeTime)
         // The table says "present" when the request ends: until then readers copy from its
         // buffer, and "In progress" counts these bytes once (as the transfer's), not twice.
-        progress.pending = []
-        context.budget.stored(bytes: bytes)
+        context.budget.recorded(bytes: bytes)
     }
 
     /// Keeps a block that could not be stored in memory for the readers, within the policy's bound.
@@ -182,12 +211,17 @@ extension OpenObject {
     /// run of consecutive blocks per read of the file.
     func verifyFirstUse(_ wanted: ClosedRange<Int>) {
         guard let dataFile, let recordID else { return }
+        // Pinned while checked: an eviction punching them meanwhile would look like damage.
         let unverified = state.withLock { s in
-            wanted.compactMap { block -> (Int, UInt32)? in
+            let found = wanted.compactMap { block -> (Int, UInt32)? in
                 if case .present(let crc, false) = s.table[block] { return (block, crc) }
                 return nil
             }
+            s.pin(found.map(\.0))
+            return found
         }
+        guard !unverified.isEmpty else { return }
+        defer { state.withLock { $0.unpin(unverified.map(\.0)) } }
         // A data file cut short (or deleted) loses every block past its end at once: one repair
         // line for them all, not one per read.
         let length = dataFile.length
@@ -269,7 +303,7 @@ extension OpenObject {
     /// The source now holds another version: drop everything cached of this one and the listing
     /// that named it; this object fails every read from now on (a reopen lists again).
     func sourceChanged(_ error: FSError) {
-        let fetches = state.withLock { s -> [RangeFetch] in
+        let (fetches, waiting) = state.withLock { s -> ([RangeFetch], [@Sendable () -> Void]) in
             s.stale = error
             var fetching: [RangeFetch] = []
             for (_, entry) in s.table {
@@ -277,7 +311,8 @@ extension OpenObject {
             }
             s.table = [:]
             s.unstored = []
-            return fetching
+            defer { s.afterEviction = [] }
+            return (fetching, s.afterEviction)
         }
         if let recordID {
             let bytes = (try? context.index.blocks(objectID: recordID).reduce(0) { $0 + max(0, $1.length ?? 0) }) ?? 0
@@ -293,6 +328,7 @@ extension OpenObject {
         context.statistics.noteEvent("\(bucket)/\(key) changed at the source; cached copy dropped")
         context.diagnostics.downloadFailed()
         for fetch in fetches { fetch.finish(error) }
+        for read in waiting { read() }
         context.changes.objectChanged(bucket: bucket, key: key)
     }
 }

@@ -23,6 +23,8 @@ final class OpenObject: Sendable {
     let dataFile: DataFile?
     let context: ReadContext
     let state: Locked<Blocks>
+    /// Seconds since the epoch: the last use of blocks present from an earlier mount.
+    let openedAt = Date().timeIntervalSince1970
 
     enum BlockState {
         /// On disk with this checksum; `verified` once checked against it in this mount.
@@ -33,6 +35,8 @@ final class OpenObject: Sendable {
         case failed(FSError, until: UInt64)
         /// Fetched but not stored (the cache could not be written): served from memory.
         case unstored([UInt8])
+        /// Being evicted (its disk space freed, its row dropped): readers wait for that, then fetch it.
+        case evicting
     }
 
     struct Blocks {
@@ -52,6 +56,22 @@ final class OpenObject: Sendable {
         /// Blocks readers asked for (not readahead, not prefetch): what the next scan's reader
         /// will likely read too.
         var touched = Set<Int>()
+        /// Blocks a reply is being served from right now (a splice the kernel has not taken yet, a
+        /// copy, a check): eviction leaves them alone. Block → number of readers.
+        var pins: [Int: Int] = [:]
+        /// When each eviction extent (`Policies.evictionExtentBytes`) was last read or filled,
+        /// seconds since the epoch; an extent never used in this mount counts from the open.
+        var lastUse: [Int: Double] = [:]
+        /// Reads that found a block being evicted: run again once it is gone.
+        var afterEviction: [@Sendable () -> Void] = []
+
+        mutating func pin(_ blocks: some Sequence<Int>) { for block in blocks { pins[block, default: 0] += 1 } }
+        mutating func unpin(_ blocks: some Sequence<Int>) {
+            for block in blocks {
+                guard let count = pins[block] else { continue }
+                pins[block] = count > 1 ? count - 1 : nil
+            }
+        }
     }
 
     var lastBlock: Int { size > 0 ? (size - 1) / blockSize : -1 }
@@ -120,8 +140,11 @@ final class OpenObject: Sendable {
         let readahead = pattern?.record(offset: offset, end: end)
         if let dataFile, dataFile.changedByOthers() { distrustCheckedBlocks() }
         verifyFirstUse(wanted)
-        let plan = planRead(wanted, offset: offset, readahead: readahead, sequential: pattern?.isSequential ?? false)
+        let plan = planRead(wanted, offset: offset, readahead: readahead, sequential: pattern?.isSequential ?? false) { [self] in
+            read(offset: offset, length: length, pattern: nil, isRetry: isRetry, reply: reply)
+        }
         if let error = plan.error { return reply(.failure(error)) }
+        if plan.deferred { return }
         plan.submit(self)
         // Bytes a request had already brought in count as served by goesfs, not downloaded for this read.
         let downloaded = plan.waits.contains { !$0.hasArrived(until: min(end, byteRange(of: $0.blocks).upperBound)) }
@@ -148,6 +171,8 @@ final class OpenObject: Sendable {
         /// Queued requests of lower priority a reader now waits for: sent again at reader priority.
         var boosted: [RangeFetch] = []
         var error: FSError?
+        /// A block is being evicted: the read runs again when it is gone.
+        var deferred = false
 
         func submit(_ object: OpenObject) {
             for fetch in newRequests { object.send(fetch, at: fetch.priority) }
@@ -155,18 +180,26 @@ final class OpenObject: Sendable {
         }
     }
 
-    private func planRead(_ wanted: ClosedRange<Int>, offset: Int, readahead: ReadPattern.Readahead?, sequential: Bool) -> ReadPlan {
+    private func planRead(_ wanted: ClosedRange<Int>, offset: Int, readahead: ReadPattern.Readahead?, sequential: Bool,
+                          retry: @escaping @Sendable () -> Void) -> ReadPlan {
         let now = DispatchTime.now().uptimeNanoseconds
+        let wallNow = Date().timeIntervalSince1970
         let storing = mayFetchAhead
         return state.withLock { s -> ReadPlan in
             var plan = ReadPlan()
             if let stale = s.stale { plan.error = stale; return plan }
+            if wanted.contains(where: { if case .evicting = s.table[$0] { true } else { false } }) {
+                s.afterEviction.append(retry)
+                plan.deferred = true
+                return plan
+            }
             s.touched.formUnion(wanted)
+            for extent in extents(of: wanted) { s.lastUse[extent] = wallNow }
             var missing: [Int] = []
             var recentFailure: FSError?
             for block in wanted {
                 switch s.table[block] {
-                case .present, .unstored: continue
+                case .present, .unstored, .evicting: continue
                 case .failed(let error, let until) where now < until: recentFailure = recentFailure ?? error
                 case .failed, nil: missing.append(block)
                 case .fetching(let fetch):
@@ -247,18 +280,25 @@ final class OpenObject: Sendable {
                          reply: (Result<ReadData, FSError>) -> Void) {
         // On disk: present, or written by the request being waited for (the common case for a
         // sequential reader behind its readahead): a splice then, not two copies through goesfs.
-        let onDisk = state.withLock { s in
-            wanted.allSatisfy { block in
+        // Pinned until the kernel has taken the bytes, so eviction cannot free them under the splice.
+        let onDisk = dataFile != nil && state.withLock { s in
+            let all = wanted.allSatisfy { block in
                 switch s.table[block] {
                 case .present: return true
                 case .fetching(let fetch): return fetch.hasWritten(byteRange(of: block))
                 default: return false
                 }
             }
+            if all { s.pin(wanted) }
+            return all
         }
-        if onDisk, let dataFile, dataFile.length >= end, let lease = try? dataFile.lease() {
-            context.statistics.recordRead(bucket: bucket, key: key, bytes: end - offset, fromCache: !downloaded)
-            return reply(.success(.fileRange(descriptor: lease.descriptor, offset: offset, length: end - offset, owner: lease)))
+        if onDisk, let dataFile {
+            let pin = PinnedReply(object: self, blocks: wanted)
+            if dataFile.length >= end, let lease = try? dataFile.lease() {
+                pin.lease = lease
+                context.statistics.recordRead(bucket: bucket, key: key, bytes: end - offset, fromCache: !downloaded)
+                return reply(.success(.fileRange(descriptor: lease.descriptor, offset: offset, length: end - offset, owner: pin)))
+            }
         }
         switch assemble(offset: offset, end: end, wanted: wanted, fetches: fetches) {
         case .success(let bytes):
@@ -272,6 +312,8 @@ final class OpenObject: Sendable {
     /// The bytes of `offset..<end`. A block that went missing meanwhile is forgotten, so a second
     /// try fetches it again.
     private func assemble(offset: Int, end: Int, wanted: ClosedRange<Int>, fetches: [RangeFetch]) -> Result<[UInt8], FSError> {
+        state.withLock { $0.pin(wanted) }
+        defer { state.withLock { $0.unpin(wanted) } }
         // Every byte is written below (or the read fails): no zero-fill first.
         var bytes = [UInt8](unsafeUninitializedCapacity: end - offset) { _, count in count = end - offset }
         var failure: FSError?
@@ -382,6 +424,7 @@ extension OpenObject {
                 let bytes = byteRange(of: block).count
                 switch entry {
                 case .present, .unstored: summary.present += bytes
+                case .evicting: break
                 case .fetching(let fetch) where fetch.priority == .reader || fetch.hasWaiters: summary.waited += bytes
                 case .fetching: summary.ahead += bytes
                 case .failed: break
@@ -390,6 +433,18 @@ extension OpenObject {
             return summary
         }
     }
+}
+
+/// The blocks a splice reply is served from, pinned (safe from eviction) until the kernel has
+/// taken its bytes and released the reply; it also holds the data file's descriptor open.
+final class PinnedReply: @unchecked Sendable {
+    private let object: OpenObject
+    private let blocks: ClosedRange<Int>
+    /// Set once before the reply is sent, never after.
+    var lease: DataFile.Lease?
+
+    init(object: OpenObject, blocks: ClosedRange<Int>) { self.object = object; self.blocks = blocks }
+    deinit { object.state.withLock { [blocks] in $0.unpin(blocks) } }
 }
 
 /// Calls its completion once every request it waits for has delivered (or one failed).

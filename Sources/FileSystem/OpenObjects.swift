@@ -4,8 +4,9 @@ import Locking
 /// The objects in use: with open handles, or with downloads still running (a prefetch can outlive
 /// the handle that started it). Shared per object and counted.
 ///
-/// Eviction consults it under the same lock, so an object is never evicted while it is open, being
-/// opened, or being written to.
+/// Eviction claims an object not in use under the same lock before deleting it, so a whole object
+/// is never deleted while it is open, being opened, or being written to (open objects lose only
+/// cold blocks, through `OpenObject.evict`).
 final class OpenObjects: Sendable {
     private struct Entry { let object: OpenObject; var handles: Int; var downloads: Int }
     private struct Table {
@@ -90,9 +91,21 @@ final class OpenObjects: Sendable {
         table.withLock { $0.entries.values.map { ($0.object, $0.handles) } }
     }
 
-    /// Runs `body` with the ids of objects in use while none can be opened, closed or written.
-    func whileFrozen<T>(_ body: (Set<String>) throws -> T) rethrows -> T {
-        try table.withLock { t in try body(Set(t.entries.keys).union(t.opening.keys)) }
+    /// Claims an object nobody uses, for eviction: until `evictionEnded`, an open of it waits (so it
+    /// does not load the rows and file being deleted). False if it is in use or being opened.
+    func claimForEviction(_ id: String) -> Bool {
+        table.withLock { t in
+            guard t.entries[id] == nil, t.opening[id] == nil else { return false }
+            let busy = DispatchGroup()
+            busy.enter()
+            t.opening[id] = busy
+            return true
+        }
+    }
+
+    func evictionEnded(_ id: String) {
+        let busy = table.withLock { $0.opening.removeValue(forKey: id) }
+        busy?.leave()
     }
 
     private func update(_ object: OpenObject, _ change: (inout Entry) -> Void) {

@@ -58,7 +58,19 @@ public struct Policies: Sendable {
     /// Bytes held in memory per object when the cache cannot store (a full disk).
     public var unstoredBytesPerObject = 24 << 20
 
+    // MARK: The cache's cap
+    /// Open objects lose cold parts in extents of this many bytes, least recently read first.
+    public var evictionExtentBytes = 1 << 20
+    /// Over the cap, eviction frees down to this share of it, so it runs in bursts, not per block.
+    public var evictionTargetPercent = 90
+
     public init() {}
+
+    /// The smallest cap the read path can keep: what download threads write before recording
+    /// (a record batch and a write piece each) plus replies pinned while the kernel takes them.
+    public static func minimumCacheBytes(downloadThreads: Int) -> Int {
+        downloadThreads * (2 << 20) + (8 << 20)
+    }
 
     /// The block count of `bytes`, rounded up (at least 1).
     func blocks(_ bytes: Int) -> Int { max(1, (bytes + blockSize - 1) / blockSize) }

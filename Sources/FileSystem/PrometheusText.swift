@@ -52,8 +52,16 @@ public enum PrometheusText {
         out.family("goesfs_cache_size_bytes", .gauge, "Bytes of blocks in the cache.") { $0.sample([], s.cachedBytes) }
         out.family("goesfs_cache_limit_bytes", .gauge, "The cache's size cap.") { $0.sample([], s.cacheLimit) }
         out.family("goesfs_cache_objects", .gauge, "Objects with blocks in the cache.") { $0.sample([], s.cachedObjects) }
-        out.family("goesfs_cache_evictions_total", .counter, "Objects evicted to stay under the cap.") { $0.sample([], s.evictions) }
-        out.family("goesfs_cache_evicted_bytes_total", .counter, "Bytes evicted to stay under the cap.") { $0.sample([], s.evictedBytes) }
+        out.family("goesfs_cache_evictions_total", .counter, "Units evicted to stay under the cap, by kind (closed objects, cold extents of open ones).") {
+            $0.sample([("kind", "closed_object")], s.evictions.closedObjects)
+            $0.sample([("kind", "open_object_extent")], s.evictions.openExtents)
+        }
+        out.family("goesfs_cache_evicted_bytes_total", .counter, "Bytes evicted to stay under the cap, by kind.") {
+            $0.sample([("kind", "closed_object")], s.evictions.closedObjectBytes)
+            $0.sample([("kind", "open_object_extent")], s.evictions.openExtentBytes)
+        }
+        out.family("goesfs_cache_refused_bytes_total", .counter, "Bytes the cap had no room for (all pinned or being written): served from memory.") { $0.sample([], s.evictions.refusedBytes) }
+        out.family("goesfs_cache_pinned_bytes", .gauge, "Bytes pinned by replies being served.") { $0.sample([], s.pinnedBytes) }
         out.family("goesfs_cache_repairs_total", .counter, "Damaged or missing cached blocks dropped to be fetched again.") { $0.sample([], s.repairs) }
         out.family("goesfs_requests_in_flight", .gauge, "Block downloads under way (with their retries and backoff).") { $0.sample([], s.requestsInFlight) }
         out.family("goesfs_files_in_progress", .gauge, "Files being fetched (rows of In progress).") { $0.sample([], s.files.count) }

@@ -60,8 +60,21 @@ public final class Statistics: TransferObserver, Sendable {
         state.withLock { $0.cachedBytes = bytes; $0.cacheLimit = limit }
     }
 
-    public func recordEviction(bytes: Int) {
-        state.withLock { $0.evictions += 1; $0.evictedBytes += bytes }
+    /// What eviction freed, by kind of unit.
+    public enum EvictionKind: Sendable { case closedObject, openObjectExtent }
+
+    public func recordEviction(_ kind: EvictionKind, bytes: Int) {
+        state.withLock { s in
+            switch kind {
+            case .closedObject: s.evictions.closedObjects += 1; s.evictions.closedObjectBytes += bytes
+            case .openObjectExtent: s.evictions.openExtents += 1; s.evictions.openExtentBytes += bytes
+            }
+        }
+    }
+
+    /// Room the cap could not make (everything left pinned or being written): served from memory.
+    public func recordEvictionRefused(bytes: Int) {
+        state.withLock { $0.evictions.refused += 1; $0.evictions.refusedBytes += bytes }
     }
 
     public func recordRepair(_ text: String) {

@@ -63,8 +63,10 @@ extension Statistics {
         public var bytesSaved: Int { traffic.bytes.values.reduce(0) { $0 + $1.saved } }
         public var cachedBytes = 0
         public var cacheLimit = 0
-        public var evictions = 0
-        public var evictedBytes = 0
+        public var evictions = Evictions()
+        /// Bytes pinned by replies being served, and reserved by downloads not yet recorded.
+        public var pinnedBytes = 0
+        public var unrecordedBytes = 0
         public var repairs = 0
         public var bytesResumed = 0
         /// Objects with cached blocks (read from the index when a report is rendered).
@@ -82,4 +84,20 @@ extension Statistics {
         /// Data requests under way (block GETs, including their retries and backoff).
         public var requestsInFlight: Int { transferFile.count }
     }
+}
+
+/// What eviction freed, by kind of unit, and the room it could not make.
+public struct Evictions: Sendable, Equatable {
+    /// Objects nobody used, deleted whole.
+    public var closedObjects = 0
+    public var closedObjectBytes = 0
+    /// Cold extents of objects in use (their blocks present and not pinned).
+    public var openExtents = 0
+    public var openExtentBytes = 0
+    /// Writes the cap had no room for (everything left pinned or being written): served from memory.
+    public var refused = 0
+    public var refusedBytes = 0
+
+    public var count: Int { closedObjects + openExtents }
+    public var bytes: Int { closedObjectBytes + openExtentBytes }
 }

@@ -57,7 +57,8 @@ public enum StatsReport {
             Saved by the cache: \(s.bytesSaved) bytes
             Bytes resumed after an interruption: \(s.bytesResumed) bytes
             Cached: \(s.cachedObjects) objects, \(ByteFormat.human(s.cachedBytes)) of \(ByteFormat.human(s.cacheLimit)) limit
-            Evictions: \(s.evictions) (\(s.evictedBytes) bytes)
+            Pinned: \(ByteFormat.human(s.pinnedBytes)) being served, \(ByteFormat.human(s.unrecordedBytes)) being written
+            Evictions: \(s.evictions.count) (\(s.evictions.bytes) bytes): \(s.evictions.closedObjects) closed objects (\(s.evictions.closedObjectBytes) bytes), \(s.evictions.openExtents) cold parts of open objects (\(s.evictions.openExtentBytes) bytes); no room: \(s.evictions.refused) writes (\(s.evictions.refusedBytes) bytes) served from memory
             Repairs: \(s.repairs)
 
             """

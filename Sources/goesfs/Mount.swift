@@ -81,8 +81,16 @@ struct Mount: ParsableCommand {
         if let maxBandwidth, ByteSize.parse(maxBandwidth) == nil {
             throw CLIError("--max-bandwidth must be a rate such as 10M (bytes per second: digits with K, M, G, T or P, less than 8 EiB), not '\(maxBandwidth)'")
         }
-        if let cacheSize, ByteSize.parse(cacheSize) == nil {
-            throw CLIError("--cache-size must be a size such as 500M or 20G (digits with K, M, G, T or P, less than 8 EiB), not '\(cacheSize)'")
+        if let cacheSize {
+            guard let bytes = ByteSize.parse(cacheSize) else {
+                throw CLIError("--cache-size must be a size such as 500M or 20G (digits with K, M, G, T or P, less than 8 EiB), not '\(cacheSize)'")
+            }
+            // Downloads write this much before it is recorded and evictable: a smaller cap could not hold.
+            let minimum = Policies.minimumCacheBytes(downloadThreads: MountConfiguration.defaultDownloadThreads)
+            guard bytes >= minimum else {
+                throw CLIError("--cache-size \(cacheSize) is below the \(ByteSize.human(minimum)) that downloads in flight need "
+                               + "(\(MountConfiguration.defaultDownloadThreads) download threads × 2 MiB written before it is recorded, plus 8 MiB for replies being served)")
+            }
         }
         // Bounds, so no later conversion of a number (to milliseconds, to a count of handles) can trap.
         _ = try metricsAddress()

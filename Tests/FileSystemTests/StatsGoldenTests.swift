@@ -24,7 +24,7 @@ final class StatsGoldenTests: XCTestCase {
         stats.recordRead(bucket: "noaa-goes16", key: "ABI-L1b-RadC/2023/066/14/OR_a.nc", bytes: 1_048_576, fromCache: false)
         stats.recordRead(bucket: "noaa-goes16", key: "ABI-L1b-RadC/2023/066/14/OR_a.nc", bytes: 3_145_728, fromCache: true)
         stats.updateCacheUsage(bytes: 2_097_152, limit: 10_000_000_000)
-        stats.recordEviction(bytes: 1_048_576)
+        stats.recordEviction(.closedObject, bytes: 1_048_576)
         stats.recordRepair("repaired noaa-goes16/k: cached block 0 failed its checksum")
         let key = "ABI-L1b-RadC/2023/066/14/OR_c.nc"
         let transfer = stats.beginTransfer(bucket: "noaa-goes16", key: key, objectSize: 3_145_728, bytes: 1_048_576)
@@ -81,7 +81,8 @@ final class StatsGoldenTests: XCTestCase {
             Saved by the cache: 3670016 bytes
             Bytes resumed after an interruption: 4096 bytes
             Cached: 2 objects, 2.1 MB of 10.0 GB limit
-            Evictions: 1 (1048576 bytes)
+            Pinned: 0 B being served, 0 B being written
+            Evictions: 1 (1048576 bytes): 1 closed objects (1048576 bytes), 0 cold parts of open objects (0 bytes); no room: 0 writes (0 bytes) served from memory
             Repairs: 1
             [2025-11-28T22:52:11.000000Z] repaired noaa-goes16/k: cached block 0 failed its checksum
 
