@@ -149,6 +149,8 @@ public final class CacheIndex: Sendable {
         guard version <= CacheIndex.schemaVersion else {
             throw SQLiteError(code: SQLITE_CANTOPEN, message: "the cache index was written by a newer goesfs (schema \(version), this one knows \(CacheIndex.schemaVersion)): use that goesfs, or another --cache-dir")
         }
+        // Facts about the mounts (the last cap): any schema may hold it, none reads it for blocks.
+        try connection.execute("CREATE TABLE IF NOT EXISTS settings(name TEXT PRIMARY KEY, value) WITHOUT ROWID")
         guard version < CacheIndex.schemaVersion else { return nil }
         if version < 1 {
             try connection.execute("""
@@ -297,6 +299,18 @@ public final class CacheIndex: Sendable {
         try run { db throws(SQLiteError) in
             try db.query("UPDATE objects SET last_access = ? WHERE id = ?", [.real(Date().timeIntervalSince1970), .integer(objectID)])
         }
+    }
+
+    /// The cap the last mount ran with, for `goesfs cache info` (best effort: nil if unknown).
+    public func recordCap(_ bytes: Int) throws(SQLiteError) {
+        try run { db throws(SQLiteError) in
+            try db.query("INSERT OR REPLACE INTO settings(name, value) VALUES('cap_bytes', ?)", [.integer(Int64(bytes))])
+        }
+    }
+
+    public func recordedCap() -> Int? {
+        (try? run { db throws(SQLiteError) in try db.query("SELECT value FROM settings WHERE name = 'cap_bytes'") })?
+            .first?.first?.int.map { Int($0) }
     }
 
     /// Forgets a block (it failed verification or its file vanished).

@@ -9,6 +9,8 @@ public enum CacheMaintenance {
         public var bytes = 0
         /// Bytes the data files really take on disk (they are sparse).
         public var diskBytes = 0
+        /// The cap of the last mount, if one recorded it.
+        public var cap: Int?
     }
 
     public struct VerifyReport: Sendable {
@@ -24,6 +26,7 @@ public enum CacheMaintenance {
         summary.objects = rows.objects
         summary.blocks = rows.blocks
         summary.bytes = rows.bytes
+        summary.cap = index.recordedCap()
         summary.diskBytes = directory.dataFileEntries().reduce(0) { $0 + $1.diskBytes }
         return summary
     }

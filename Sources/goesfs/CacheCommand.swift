@@ -53,6 +53,12 @@ struct Cache: ParsableCommand {
                     cached bytes: \(summary.bytes)
                     on disk: \(summary.diskBytes) bytes
                     """)
+                if let cap = summary.cap, cap > 0 {
+                    print("cap (last mount): \(cap) bytes (\(ByteSize.human(cap))); cached bytes are "
+                          + String(format: "%.1f%%", Double(summary.bytes) * 100 / Double(cap)) + " of it")
+                } else {
+                    print("cap (last mount): not recorded")
+                }
             }
         }
     }

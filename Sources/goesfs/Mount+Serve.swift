@@ -49,6 +49,7 @@ extension Mount {
         let limit = cacheLimit(cacheDirectory: cacheDirectory, cachedBytes: (try? index.cachedBytes()) ?? 0)
         logger.info("\(descriptors)")
         logger.info("\(limit.reason)")
+        try? index.recordCap(limit.bytes)
         var configuration = MountConfiguration(buckets: try buckets(), cacheDirectory: cacheDirectory,
                                                cacheLimit: limit.bytes)
         configuration.prefetch = !noPrefetch

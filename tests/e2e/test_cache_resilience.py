@@ -364,6 +364,10 @@ def test_cap_holds_with_24_readers_holding_files_open(mount_factory):
     assert peak["index"] <= cap, peak
     assert peak["disk"] <= cap + 8 * MiB, peak
     assert int(re.search(r"(\d+) cold parts of open objects", text)[1]) > 0, text
+    m.unmount()
+    info = subprocess.run([m.binary, "cache", "info", "--cache-dir", str(m.cache_dir)], capture_output=True, text=True, timeout=60)
+    assert f"cap (last mount): {cap} bytes (24.0 MiB)" in info.stdout, info.stdout + info.stderr
+    assert int(re.search(r"cached bytes: (\d+)", info.stdout)[1]) <= cap, info.stdout
 
 
 def test_a_cap_below_what_downloads_need_is_refused_at_mount(goesfs_bin, tmp_path):
