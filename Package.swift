@@ -42,7 +42,7 @@ let package = Package(
         ]),
 
         // Fake object sources for tests of the core without a network (not a test bundle itself).
-        .target(name: "TestSupport", dependencies: ["ObjectStore", "Locking"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["ObjectStore", "BlockCache", "Locking"], path: "Tests/TestSupport"),
 
         .testTarget(name: "GOESCatalogTests", dependencies: ["GOESCatalog"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),

@@ -20,7 +20,7 @@ final class CacheBudget: Sendable {
     private let unrecorded = Atomic<Int>(0)
     private let evictor = NSCondition()
     nonisolated(unsafe) private var evicting = false   // guarded by `evictor`
-    private let index: CacheIndex
+    private let store: any BlockStore
     private let openObjects: OpenObjects
     private let verified: VerifiedBlocks
     private let statistics: Statistics
@@ -28,17 +28,17 @@ final class CacheBudget: Sendable {
     private let logger: Logger
     private let warnings: RateLimitedWarnings
 
-    init(limit: Int, index: CacheIndex, openObjects: OpenObjects, verified: VerifiedBlocks,
+    init(limit: Int, store: any BlockStore, openObjects: OpenObjects, verified: VerifiedBlocks,
          statistics: Statistics, policies: Policies, logger: Logger) {
         self.limit = limit
-        self.index = index
+        self.store = store
         self.openObjects = openObjects
         self.verified = verified
         self.statistics = statistics
         self.policies = policies
         self.logger = logger
         warnings = RateLimitedWarnings(logger: logger)
-        let current = (try? index.cachedBytes()) ?? 0
+        let current = (try? store.storedBytes()) ?? 0
         used = Atomic(current)
         statistics.updateCacheUsage(bytes: current, limit: limit)
     }
@@ -78,7 +78,7 @@ final class CacheBudget: Sendable {
 
     /// The index was replaced by an empty one: count again from what it holds.
     func recount() {
-        let current = ((try? index.cachedBytes()) ?? 0) + unrecordedBytes
+        let current = ((try? store.storedBytes()) ?? 0) + unrecordedBytes
         used.store(current, ordering: .relaxed)
         statistics.updateCacheUsage(bytes: current, limit: limit)
     }
@@ -111,10 +111,10 @@ final class CacheBudget: Sendable {
     }
 
     private enum Candidate {
-        case object(id: Int64, bucket: String, key: String, bytes: Int, lastUse: Double)
+        case object(StoredSummary)
         case extent(OpenObject.ColdExtent)
         var lastUse: Double {
-            switch self { case .object(_, _, _, _, let t): t; case .extent(let e): e.lastUse }
+            switch self { case .object(let o): o.lastUse; case .extent(let e): e.lastUse }
         }
     }
 
@@ -123,17 +123,16 @@ final class CacheBudget: Sendable {
         var total = 0
         while used.load(ordering: .relaxed) > target {
             let inUse = openObjects.inUse().map(\.object)
-            let closed = (try? index.leastRecentlyUsed(limit: 64, excluding: Set(inUse.compactMap(\.recordID))))
-                ?? []
-            var candidates = closed.map { Candidate.object(id: $0.id, bucket: $0.bucket, key: $0.key, bytes: $0.bytes, lastUse: $0.lastAccess) }
+            let closed = (try? store.leastRecentlyUsed(limit: 64, excluding: Set(inUse.compactMap(\.recordID)))) ?? []
+            var candidates = closed.map(Candidate.object)
             candidates += inUse.flatMap { $0.evictableExtents() }.map(Candidate.extent)
             candidates.sort { $0.lastUse < $1.lastUse }
             var freed = 0
             for candidate in candidates where used.load(ordering: .relaxed) > target {
                 let bytes: Int
                 switch candidate {
-                case .object(let id, let bucket, let key, let size, _):
-                    bytes = evictObject(id: id, bucket: bucket, key: key, bytes: size)
+                case .object(let object):
+                    bytes = evictObject(object)
                     if bytes > 0 { statistics.recordEviction(.closedObject, bytes: bytes) }
                 case .extent(let cold):
                     bytes = cold.object.evict(extent: cold.extent)
@@ -148,18 +147,17 @@ final class CacheBudget: Sendable {
     }
 
     /// Deletes an object nobody uses (its data file and block rows); 0 if it came into use.
-    private func evictObject(id: Int64, bucket: String, key: String, bytes: Int) -> Int {
-        let name = OpenObjects.id(bucket: bucket, key: key)
+    private func evictObject(_ object: StoredSummary) -> Int {
+        let name = OpenObjects.id(bucket: object.bucket, key: object.key)
         guard openObjects.claimForEviction(name) else { return 0 }
         defer { openObjects.evictionEnded(name) }
-        index.directory.removeDataFile(bucket: bucket, key: key)
         do {
-            try index.removeObject(id: id)
+            try store.remove(object)
         } catch {
-            logger.error("eviction of \(bucket)/\(key) failed: \(error)")
+            logger.error("eviction of \(object.bucket)/\(object.key) failed: \(error)")
             return 0
         }
-        verified.remove(objectID: id)
-        return bytes
+        verified.remove(objectID: object.id)
+        return object.bytes
     }
 }

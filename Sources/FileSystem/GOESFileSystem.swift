@@ -9,7 +9,7 @@ import ObjectStore
 struct ReadContext: Sendable {
     let policies: Policies
     let client: any ObjectSource
-    let index: CacheIndex
+    let store: any BlockStore
     let pool: DownloadPool
     let statistics: Statistics
     let budget: CacheBudget
@@ -96,19 +96,21 @@ public final class GOESFileSystem: Sendable {
         case snapshot([UInt8])
     }
 
+    /// `index` keeps listings; blocks go to `store` (the index's own disk store unless another is given).
     public init(configuration: MountConfiguration, client: any ObjectSource, index: CacheIndex,
-                statistics: Statistics, logger: Logger) {
+                store: (any BlockStore)? = nil, statistics: Statistics, logger: Logger) {
+        let store = store ?? DiskBlockStore(index: index)
         self.statistics = statistics
         let registry = OpenObjects()
         openObjects = registry
         let verified = VerifiedBlocks()
-        let budget = CacheBudget(limit: configuration.cacheLimit, index: index, openObjects: registry, verified: verified,
+        let budget = CacheBudget(limit: configuration.cacheLimit, store: store, openObjects: registry, verified: verified,
                                  statistics: statistics, policies: configuration.policies, logger: logger)
         let diagnostics = DiagnosticsRunner(sources: client.diagnosticSources, bucket: configuration.buckets.first ?? "noaa-goes16",
                                             extra: configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
         let listings = ListingCache(client: client, index: index, logger: logger)
-        let readContext = ReadContext(policies: configuration.policies, client: client, index: index,
+        let readContext = ReadContext(policies: configuration.policies, client: client, store: store,
                                       pool: DownloadPool(threads: configuration.downloadThreads, reserved: configuration.policies.threadsReservedForReaders),
                                       statistics: statistics, budget: budget, diagnostics: diagnostics,
                                       openObjects: registry, verified: verified,
@@ -186,7 +188,7 @@ public final class GOESFileSystem: Sendable {
             scans?.readerClosed(bucket: object.bucket, key: object.key, size: object.size, touched: object.touchedRanges())
             openObjects.release(object)
             // Used until now, not since its open: eviction ranks closed objects by this.
-            if let id = object.recordID { try? context.index.touch(objectID: id) }
+            try? object.stored?.touch()
         }
     }
 
@@ -213,7 +215,7 @@ public final class GOESFileSystem: Sendable {
     /// object being fetched (from the block tables: only they know what is queued).
     func snapshot() -> Statistics.Snapshot {
         var snapshot = statistics.snapshot()
-        snapshot.cachedObjects = (try? context.index.blockSummary().objects) ?? 0
+        snapshot.cachedObjects = (try? context.store.storedObjects()) ?? 0
         let prefetching = scanPrefetching.withLock { $0 }
         snapshot.unrecordedBytes = context.budget.unrecordedBytes
         for (object, handles) in openObjects.inUse() {

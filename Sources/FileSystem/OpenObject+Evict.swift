@@ -25,7 +25,7 @@ extension OpenObject {
 
     /// The extents holding blocks present and not pinned, with their last use.
     func evictableExtents() -> [ColdExtent] {
-        guard dataFile != nil, recordID != nil else { return [] }
+        guard stored != nil, recordID != nil else { return [] }
         let perExtent = blocksPerExtent
         return state.withLock { s -> [ColdExtent] in
             guard s.stale == nil else { return [] }
@@ -41,7 +41,7 @@ extension OpenObject {
 
     /// Frees the blocks of `extent` that are present and not pinned; returns the bytes freed.
     func evict(extent: Int) -> Int {
-        guard let dataFile, let recordID, lastBlock >= 0 else { return 0 }
+        guard let stored, let recordID, lastBlock >= 0 else { return 0 }
         let first = extent * blocksPerExtent
         guard first <= lastBlock else { return 0 }
         let blocks = first...min(lastBlock, first + blocksPerExtent - 1)
@@ -58,7 +58,7 @@ extension OpenObject {
         var kept: [Int] = []
         for run in FetchPlanner.runs(victims.map(\.block), maxBlocks: .max) {
             do {
-                try dataFile.punchHole(byteRange(of: run))
+                try stored.freeSpace(byteRange(of: run))
                 freed += Array(run)
             } catch {
                 // The space could not be freed (a file system without holes): the blocks stay.
@@ -67,7 +67,7 @@ extension OpenObject {
             }
         }
         do {
-            try context.index.dropBlocks(objectID: recordID, freed)
+            try stored.drop(freed)
         } catch {
             // Rows naming holes: their checksums fail at the next mount, which fetches them again.
             context.logger.error("\(bucket)/\(key): could not drop evicted blocks from the index: \(error)")

@@ -19,7 +19,7 @@ extension OpenObject {
         /// Written and checksummed, not yet recorded.
         var pending: [(block: Int, crc: UInt32, length: Int)] = []
         /// Written and recorded.
-        var stored: [Int: UInt32] = [:]
+        var recorded: [Int: UInt32] = [:]
         /// Storing stopped (a full disk, a closed cache): the rest is kept in memory.
         var storingFailed = false
         /// The cap has no room left that eviction could free: what is written is still recorded,
@@ -45,7 +45,7 @@ extension OpenObject {
         let range = byteRange(of: span)
         let buffer = fetch.start(range: range)
         let progress = StoreProgress(first: span.lowerBound)
-        let storing = dataFile != nil && recordID != nil && context.storeHealth.mayStore
+        let storing = stored != nil && recordID != nil && context.storeHealth.mayStore
         progress.storingFailed = !storing
         var failure: FSError?
         var changed = false
@@ -77,7 +77,7 @@ extension OpenObject {
             for extent in extents(of: span) { s.lastUse[extent] = max(s.lastUse[extent] ?? 0, wallNow) }
             for block in span {
                 guard case .fetching(let f) = s.table[block], f === fetch else { continue }
-                if let crc = progress.stored[block] {
+                if let crc = progress.recorded[block] {
                     s.table[block] = .present(crc: crc, verified: true)
                 } else if let held = fetch.withArrived(byteRange(of: block), { Array($0) }) {
                     hold(block, held, in: &s)
@@ -97,7 +97,7 @@ extension OpenObject {
     /// Writes the blocks of `span` that have completely arrived (up to `reached`; nil: whatever
     /// arrived), and records them in batches; `final` records whatever is pending.
     private func storeCompleted(_ fetch: RangeFetch, span: ClosedRange<Int>, reached: Int?, _ progress: StoreProgress, final: Bool) {
-        guard !progress.storingFailed, let dataFile, let recordID else { return }
+        guard !progress.storingFailed, let stored, let recordID else { return }
         var last = progress.nextBlock - 1
         while last < span.upperBound {
             let candidate = byteRange(of: last + 1)
@@ -113,11 +113,11 @@ extension OpenObject {
             // Room first (evicting if need be), so the disk never holds more than the cap.
             guard context.budget.reserve(bytes: runBytes) else {
                 progress.writingStopped = true
-                return recordPending(progress, dataFile: dataFile, recordID: recordID)
+                return recordPending(progress, stored: stored, recordID: recordID)
             }
             let written: Bool? = fetch.withArrived(byteRange(of: run)) { raw in
                 do {
-                    try dataFile.write(raw, at: run.lowerBound * blockSize)
+                    try stored.write(raw, at: run.lowerBound * blockSize)
                 } catch {
                     context.budget.release(bytes: runBytes)
                     context.storeHealth.storeFailed(error, what: "blocks \(run.lowerBound)-\(run.upperBound) of \(bucket)/\(key)")
@@ -134,7 +134,7 @@ extension OpenObject {
             if written == nil { context.budget.release(bytes: runBytes) }
             if written != true {
                 // What was written before is still recorded; nothing more is stored.
-                recordPending(progress, dataFile: dataFile, recordID: recordID)
+                recordPending(progress, stored: stored, recordID: recordID)
                 progress.storingFailed = true
                 return
             }
@@ -143,25 +143,25 @@ extension OpenObject {
         }
         let pendingBytes = progress.pending.count * blockSize
         guard final || progress.writingStopped || pendingBytes >= OpenObject.recordBatchBytes else { return }
-        recordPending(progress, dataFile: dataFile, recordID: recordID)
+        recordPending(progress, stored: stored, recordID: recordID)
     }
 
     /// Records the blocks written and not yet recorded, in one transaction. If that fails their
     /// disk space is freed again (a block on disk the index does not name would never be evicted).
-    private func recordPending(_ progress: StoreProgress, dataFile: DataFile, recordID: Int64) {
+    private func recordPending(_ progress: StoreProgress, stored: any StoredObject, recordID: Int64) {
         guard !progress.pending.isEmpty else { return }
         let pending = progress.pending
         progress.pending = []
         let bytes = pending.reduce(0) { $0 + $1.length }
         func unrecord() {
-            for run in FetchPlanner.runs(pending.map(\.block), maxBlocks: .max) { try? dataFile.punchHole(byteRange(of: run)) }
+            for run in FetchPlanner.runs(pending.map(\.block), maxBlocks: .max) { try? stored.freeSpace(byteRange(of: run)) }
             context.budget.release(bytes: bytes)
             progress.storingFailed = true
         }
         guard !isStale else { return unrecord() }
         do {
-            try context.index.recordBlocks(objectID: recordID, pending)
-        } catch where error.code == 19 /* SQLITE_CONSTRAINT */ {
+            try stored.record(pending)
+        } catch let error as SQLiteError where error.code == 19 /* SQLITE_CONSTRAINT */ {
             // The object's row is gone: should not happen while it is in use; keep nothing.
             context.logger.warning("\(bucket)/\(key): the object left the cache during its download")
             return unrecord()
@@ -172,9 +172,9 @@ extension OpenObject {
         context.storeHealth.storeSucceeded()
         for entry in pending {
             context.verified.insert(objectID: recordID, block: entry.block)
-            progress.stored[entry.block] = entry.crc
+            progress.recorded[entry.block] = entry.crc
         }
-        context.verified.noteChangeTime(objectID: recordID, changeTime: dataFile.changeTime)
+        context.verified.noteChangeTime(objectID: recordID, changeTime: stored.changeTime)
         // The table says "present" when the request ends: until then readers copy from its
         // buffer, and "In progress" counts these bytes once (as the transfer's), not twice.
         context.budget.recorded(bytes: bytes)
@@ -210,7 +210,7 @@ extension OpenObject {
     /// Checks blocks read for the first time in this mount against their recorded checksums, a
     /// run of consecutive blocks per read of the file.
     func verifyFirstUse(_ wanted: ClosedRange<Int>) {
-        guard let dataFile, let recordID else { return }
+        guard let stored, let recordID else { return }
         // Pinned while checked: an eviction punching them meanwhile would look like damage.
         let unverified = state.withLock { s in
             let found = wanted.compactMap { block -> (Int, UInt32)? in
@@ -224,7 +224,7 @@ extension OpenObject {
         defer { state.withLock { $0.unpin(unverified.map(\.0)) } }
         // A data file cut short (or deleted) loses every block past its end at once: one repair
         // line for them all, not one per read.
-        let length = dataFile.length
+        let length = stored.length
         if let beyond = unverified.last, byteRange(of: beyond.0).upperBound > length {
             let cut = state.withLock { s in
                 s.table.compactMap { block, entry -> Int? in
@@ -248,7 +248,7 @@ extension OpenObject {
             var got = 0
             // Not zero-filled first: every byte checked is one pread just wrote.
             let buffer = [UInt8](unsafeUninitializedCapacity: range.count) { storage, count in
-                got = (try? dataFile.read(into: UnsafeMutableRawBufferPointer(storage), at: range.lowerBound)) ?? 0
+                got = (try? stored.read(into: UnsafeMutableRawBufferPointer(storage), at: range.lowerBound)) ?? 0
                 count = got
             }
             for (block, crc) in checkable[index...end] {
@@ -265,7 +265,7 @@ extension OpenObject {
                     damaged.append((block, !complete))
                 }
             }
-            context.verified.noteChangeTime(objectID: recordID, changeTime: dataFile.changeTime)
+            context.verified.noteChangeTime(objectID: recordID, changeTime: stored.changeTime)
             index = end + 1
         }
         var start = 0
@@ -287,13 +287,11 @@ extension OpenObject {
                 return true
             }
         }
-        if let recordID {
-            for block in dropped {
-                do { try context.index.dropBlock(objectID: recordID, block: block) } catch {
-                    context.logger.error("\(bucket)/\(key): could not drop block \(block) from the index: \(error)")
-                }
-                context.verified.remove(objectID: recordID, block: block)
+        if let stored {
+            do { try stored.drop(dropped) } catch {
+                context.logger.error("\(bucket)/\(key): could not drop blocks \(dropped) from the index: \(error)")
             }
+            for block in dropped { context.verified.remove(objectID: stored.id, block: block) }
         }
         context.budget.dropped(bytes: dropped.reduce(0) { $0 + byteRange(of: $1).count })
         context.logger.warning("\(bucket)/\(key): \(reason); fetching it again")
@@ -314,13 +312,11 @@ extension OpenObject {
             defer { s.afterEviction = [] }
             return (fetching, s.afterEviction)
         }
-        if let recordID {
-            let bytes = (try? context.index.blocks(objectID: recordID).reduce(0) { $0 + max(0, $1.length ?? 0) }) ?? 0
-            do { try context.index.removeObject(id: recordID) } catch {
+        if let stored {
+            do { context.budget.dropped(bytes: try stored.dropAll()) } catch {
                 context.logger.error("\(bucket)/\(key): could not drop the changed object from the index: \(error)")
             }
-            context.verified.remove(objectID: recordID)
-            context.budget.dropped(bytes: bytes)
+            context.verified.remove(objectID: stored.id)
         }
         let folder = key.lastIndex(of: "/").map { String(key[...$0]) } ?? ""
         context.listings.forget(bucket: bucket, prefix: folder)

@@ -17,10 +17,11 @@ final class OpenObject: Sendable {
     let etag: String
     let policies: Policies
     var blockSize: Int { policies.blockSize }
-    /// The index row and data file; nil when the cache could not take the object at open (a full
-    /// disk): the object is then read from the network into memory only.
-    let recordID: Int64?
-    let dataFile: DataFile?
+    /// The object in the cache's store; nil when the cache could not take the object at open (a
+    /// full disk): the object is then read from the network into memory only.
+    let stored: (any StoredObject)?
+    /// The store's number for the object (what `VerifiedBlocks` remembers blocks by).
+    var recordID: Int64? { stored?.id }
     let context: ReadContext
     let state: Locked<Blocks>
     /// Seconds since the epoch: the last use of blocks present from an earlier mount.
@@ -84,30 +85,22 @@ final class OpenObject: Sendable {
         policies = context.policies
         self.context = context
         let lastBlock = object.size > 0 ? (object.size - 1) / context.policies.blockSize : -1
-        var file: DataFile?
-        var record: CachedObject?
+        var opened: (any StoredObject)?
         do {
-            let opened = try context.index.directory.openDataFile(bucket: bucket, key: object.key)
-            let found = try context.index.openObject(bucket: bucket, key: object.key, size: object.size, etag: object.etag)
-            if found.invalidated {
-                try opened.truncate()
-                context.verified.remove(objectID: found.id)
-            }
-            file = opened
-            record = found
+            opened = try context.store.open(bucket: bucket, key: object.key, size: object.size, etag: object.etag)
+            if let opened, opened.invalidated { context.verified.remove(objectID: opened.id) }
         } catch {
             // Reads still work, from the network; the cache is just not used for this object.
             context.storeHealth.storeFailed(error, what: "\(bucket)/\(object.key)")
         }
-        dataFile = file
-        recordID = record?.id
+        stored = opened
         var blocks = Blocks()
-        if let record {
+        if let opened {
             let verified = context.verified
-            verified.distrustUnlessUnchanged(objectID: record.id, changeTime: file?.changeTime)
+            verified.distrustUnlessUnchanged(objectID: opened.id, changeTime: opened.changeTime)
             // A damaged index could name blocks past the end: those are not this object's.
-            for (block, crc) in record.blocks where lastBlock >= 0 && (0...lastBlock).contains(block) {
-                blocks.table[block] = .present(crc: crc, verified: verified.contains(objectID: record.id, block: block))
+            for (block, crc) in opened.recorded where lastBlock >= 0 && (0...lastBlock).contains(block) {
+                blocks.table[block] = .present(crc: crc, verified: verified.contains(objectID: opened.id, block: block))
             }
         }
         state = Locked(blocks)
@@ -117,7 +110,7 @@ final class OpenObject: Sendable {
     var isStale: Bool { state.withLock { $0.stale != nil } }
 
     /// Whether readahead may run: it needs the disk (memory would have to hold what it fetches).
-    var mayFetchAhead: Bool { dataFile != nil && context.storeHealth.mayStore }
+    var mayFetchAhead: Bool { stored != nil && context.storeHealth.mayStore }
 
     func byteRange(of block: Int) -> Range<Int> {
         (block * blockSize)..<min(size, (block + 1) * blockSize)
@@ -138,7 +131,7 @@ final class OpenObject: Sendable {
         let end = offset + min(length, size - offset)   // no overflow: both terms ≤ size
         let wanted = (offset / blockSize)...((end - 1) / blockSize)
         let readahead = pattern?.record(offset: offset, end: end)
-        if let dataFile, dataFile.changedByOthers() { distrustCheckedBlocks() }
+        if let stored, stored.changedByOthers() { distrustCheckedBlocks() }
         verifyFirstUse(wanted)
         let plan = planRead(wanted, offset: offset, readahead: readahead, sequential: pattern?.isSequential ?? false) { [self] in
             read(offset: offset, length: length, pattern: nil, isRetry: isRetry, reply: reply)
@@ -281,7 +274,7 @@ final class OpenObject: Sendable {
         // On disk: present, or written by the request being waited for (the common case for a
         // sequential reader behind its readahead): a splice then, not two copies through goesfs.
         // Pinned until the kernel has taken the bytes, so eviction cannot free them under the splice.
-        let onDisk = dataFile != nil && state.withLock { s in
+        let onDisk = stored != nil && state.withLock { s in
             let all = wanted.allSatisfy { block in
                 switch s.table[block] {
                 case .present: return true
@@ -292,9 +285,9 @@ final class OpenObject: Sendable {
             if all { s.pin(wanted) }
             return all
         }
-        if onDisk, let dataFile {
+        if onDisk, let stored {
             let pin = PinnedReply(object: self, blocks: wanted)
-            if dataFile.length >= end, let lease = try? dataFile.lease() {
+            if stored.length >= end, let lease = try? stored.lease() {
                 pin.lease = lease
                 context.statistics.recordRead(bucket: bucket, key: key, bytes: end - offset, fromCache: !downloaded)
                 return reply(.success(.fileRange(descriptor: lease.descriptor, offset: offset, length: end - offset, owner: pin)))
@@ -351,18 +344,18 @@ final class OpenObject: Sendable {
     }
 
     private func readFromDisk(_ block: Int, _ range: Range<Int>, into target: UnsafeMutableRawBufferPointer) -> FSError? {
-        guard let dataFile else { return .io("\(bucket)/\(key) block \(block) has no cache file") }
+        guard let stored else { return .io("\(bucket)/\(key) block \(block) has no cache file") }
         do {
-            let got = try dataFile.read(into: target, at: range.lowerBound)
+            let got = try stored.read(into: target, at: range.lowerBound)
             if got < range.count {
                 // The data file lost bytes under us: forget the block and fetch it once more.
                 forget(block...block, reason: "data file shorter than recorded")
-                return .io("cache file \(dataFile.path) keeps losing bytes")
+                return .io("cache file \(stored.path) keeps losing bytes")
             }
             return nil
         } catch {
             forget(block...block, reason: "cache file unreadable: \(error)")
-            return .io("cannot read the cache file \(dataFile.path): \(error)")
+            return .io("cannot read the cache file \(stored.path): \(error)")
         }
     }
 
@@ -376,7 +369,7 @@ final class OpenObject: Sendable {
     /// Fetches the missing blocks holding `ranges` (object bytes) in the background, in the
     /// largest requests allowed; `done` runs when all are in (or failed).
     func fetch(_ ranges: [Range<Int>], done: @escaping @Sendable () -> Void) {
-        guard size > 0, dataFile != nil else { return done() }
+        guard size > 0, stored != nil else { return done() }
         var blocks = Set<Int>()
         for range in ranges {
             let clamped = range.clamped(to: 0..<size)
