@@ -212,14 +212,11 @@ final class OpenObject: Sendable {
                 let head = size <= policies.wholeObjectBytes ? size : policies.headBytes
                 let headLast = min(lastBlock, policies.blocks(head) - 1)
                 var block = (missing.last ?? 0) + 1
-                while block <= headLast, OpenObject.isMissing(s.table[block]) { missing.append(block); block += 1 }
+                while block <= headLast, OpenObject.isMissing(s.table[block], now: now) { missing.append(block); block += 1 }
             }
-            for run in FetchPlanner.runs(missing, maxBlocks: policies.blocks(policies.maxRequestBytes)) {
-                let fetch = RangeFetch(blocks: run, priority: .reader)
-                for block in run { s.table[block] = .fetching(fetch) }
-                plan.waits.append(fetch)
-                plan.newRequests.append(fetch)
-            }
+            let requests = planRuns(missing, priority: .reader, in: &s)
+            plan.waits += requests
+            plan.newRequests += requests
             if !missing.isEmpty && !sequential { s.scatteredMisses += 1 }
             guard storing else { return plan }
             if let readahead {
@@ -230,7 +227,7 @@ final class OpenObject: Sendable {
                 let last = min(lastBlock, (byteRange(of: wanted).upperBound + readahead.window - 1) / blockSize)
                 if first <= last {
                     let runs = FetchPlanner.readahead(first...last, requestBlocks: policies.blocks(readahead.requestBytes),
-                                                      lastBlock: lastBlock, urgentBlock: next) { OpenObject.isMissing(s.table[$0]) }
+                                                      lastBlock: lastBlock, urgentBlock: next) { OpenObject.isMissing(s.table[$0], now: now) }
                     for run in runs {
                         let fetch = RangeFetch(blocks: run, priority: .readahead)
                         for block in run { s.table[block] = .fetching(fetch) }
@@ -240,28 +237,26 @@ final class OpenObject: Sendable {
                 }
             } else if !s.backgroundFill, s.scatteredMisses >= policies.backgroundFillAfterMisses, size >= policies.backgroundFillMinimumSize {
                 s.backgroundFill = true
-                plan.newRequests += planWhole(&s, priority: .background)
+                plan.newRequests += planRuns((0...lastBlock).filter { OpenObject.isMissing(s.table[$0], now: now) }, priority: .background, in: &s)
             }
             return plan
         }
     }
 
-    /// Requests for every block neither present nor requested, in the largest requests allowed.
-    private func planWhole(_ s: inout Blocks, priority: DownloadPool.Priority) -> [RangeFetch] {
-        guard lastBlock >= 0 else { return [] }
-        let missing = (0...lastBlock).filter { OpenObject.isMissing(s.table[$0]) }
-        return FetchPlanner.runs(missing, maxBlocks: policies.blocks(policies.maxRequestBytes)).map { run in
+    /// Requests for `missing` blocks in the largest requests allowed, assigned to them in the table.
+    private func planRuns(_ missing: [Int], priority: DownloadPool.Priority, in s: inout Blocks) -> [RangeFetch] {
+        FetchPlanner.runs(missing, maxBlocks: policies.blocks(policies.maxRequestBytes)).map { run in
             let fetch = RangeFetch(blocks: run, priority: priority)
             for block in run { s.table[block] = .fetching(fetch) }
             return fetch
         }
     }
 
-    /// Neither present nor requested (a failure no longer remembered counts as missing).
-    static func isMissing(_ entry: BlockState?) -> Bool {
+    /// Neither present nor requested (a failure no longer remembered at `now`, uptime ns, counts as missing).
+    static func isMissing(_ entry: BlockState?, now: UInt64) -> Bool {
         switch entry {
         case nil: return true
-        case .failed(_, let until): return DispatchTime.now().uptimeNanoseconds >= until
+        case .failed(_, let until): return now >= until
         default: return false
         }
     }
@@ -376,17 +371,12 @@ final class OpenObject: Sendable {
             guard !clamped.isEmpty else { continue }
             blocks.formUnion((clamped.lowerBound / blockSize)...((clamped.upperBound - 1) / blockSize))
         }
+        let now = DispatchTime.now().uptimeNanoseconds
         let fetches = state.withLock { s -> [RangeFetch] in
             guard s.stale == nil else { return [] }
             var all: [RangeFetch] = []
             for block in blocks { if case .fetching(let f) = s.table[block], !all.contains(where: { $0 === f }) { all.append(f) } }
-            let missing = blocks.filter { OpenObject.isMissing(s.table[$0]) }
-            for run in FetchPlanner.runs(Array(missing), maxBlocks: policies.blocks(policies.maxRequestBytes)) {
-                let fetch = RangeFetch(blocks: run, priority: .background)
-                for block in run { s.table[block] = .fetching(fetch) }
-                all.append(fetch)
-            }
-            return all
+            return all + planRuns(blocks.filter { OpenObject.isMissing(s.table[$0], now: now) }, priority: .background, in: &s)
         }
         let waiter = BlockWaiter { _ in done() }
         for fetch in fetches where fetch.priority == .background && !fetch.isClaimed { send(fetch, at: .background) }

@@ -106,15 +106,8 @@ final class RangeFetch: @unchecked Sendable {
 
     /// Copies object bytes `wanted` into `target` if they have arrived; false otherwise.
     func copy(_ wanted: Range<Int>, into target: UnsafeMutableRawBufferPointer) -> Bool {
-        let source: UnsafeMutableRawBufferPointer? = state.withLock { s in
-            guard let range = s.range, let buffer = s.buffer, wanted.lowerBound >= range.lowerBound,
-                  wanted.upperBound <= range.lowerBound + s.arrived else { return nil }
-            return UnsafeMutableRawBufferPointer(rebasing: buffer[(wanted.lowerBound - range.lowerBound)..<(wanted.upperBound - range.lowerBound)])
-        }
-        guard let source else { return false }
         // Bytes below `arrived` are final: the transfer only writes past them.
-        target.copyMemory(from: UnsafeRawBufferPointer(source))
-        return true
+        withArrived(wanted) { target.copyMemory(from: $0) } != nil
     }
 
     /// The arrived bytes of object range `wanted` (within what arrived), for storing.
