@@ -102,7 +102,7 @@ public final class GOESFileSystem: Sendable {
         let diagnostics = DiagnosticsRunner(sources: client.diagnosticSources, bucket: configuration.buckets.first ?? "noaa-goes16",
                                             extra: configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
-        let listings = ListingCache(client: client, index: index, logger: logger)
+        let listings = ListingCache(client: client, index: index, policies: configuration.policies, logger: logger)
         let readContext = ReadContext(policies: configuration.policies, client: client, index: index,
                                       pool: DownloadPool(threads: configuration.downloadThreads, reserved: configuration.policies.threadsReservedForReaders),
                                       statistics: statistics, budget: budget, diagnostics: diagnostics,
@@ -207,6 +207,7 @@ public final class GOESFileSystem: Sendable {
     func snapshot() -> Statistics.Snapshot {
         var snapshot = statistics.snapshot()
         snapshot.cachedObjects = (try? context.index.blockSummary().objects) ?? 0
+        snapshot.cachedListings = context.listings.counts
         let prefetching = scanPrefetching.withLock { $0 }
         for (object, handles) in openObjects.inUse() {
             let id = OpenObjects.id(bucket: object.bucket, key: object.key)

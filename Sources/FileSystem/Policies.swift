@@ -58,6 +58,14 @@ public struct Policies: Sendable {
     /// Bytes held in memory per object when the cache cannot store (a full disk).
     public var unstoredBytesPerObject = 24 << 20
 
+    // MARK: Listings
+    /// Folder listings held in memory (the least recently used go first, down to 90 %). A past
+    /// hour's folder of a busy product is a few hundred KiB of entries; the index keeps the rest.
+    public var listingsInMemory = 512
+    /// Bytes of listing bodies (JSON) the index keeps; past it the listings fetched longest ago are
+    /// dropped, down to 90 %. A folder dropped from both is listed again when next used.
+    public var listingBytesOnDisk = 64 << 20
+
     public init() {}
 
     /// The block count of `bytes`, rounded up (at least 1).

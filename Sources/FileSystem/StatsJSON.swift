@@ -33,7 +33,11 @@ public enum StatsJSON {
                       "hit_ratio": value(served > 0 ? Double(s.bytesFromCache) / Double(served) : nil),
                       "bytes_resumed": s.bytesResumed, "cached_objects": s.cachedObjects,
                       "cached_bytes": s.cachedBytes, "limit_bytes": s.cacheLimit, "evictions": s.evictions,
-                      "evicted_bytes": s.evictedBytes, "repairs": s.repairs, "notes": s.events],
+                      "evicted_bytes": s.evictedBytes, "repairs": s.repairs, "notes": s.events,
+                      "listings_in_memory": s.cachedListings.inMemory, "listing_bytes_in_memory": s.cachedListings.bytesInMemory,
+                      "listings_in_memory_limit": s.cachedListings.memoryLimit,
+                      "listings_on_disk": s.cachedListings.onDisk, "listing_bytes_on_disk": s.cachedListings.bytesOnDisk,
+                      "listing_bytes_on_disk_limit": s.cachedListings.diskLimitBytes],
             "by_product": s.traffic.bytes.sorted { $0.key < $1.key }.map { key, bytes -> [String: Any] in
                 ["satellite": key.satellite, "product": key.product,
                  "bytes_from_cache": bytes.fromCache, "bytes_from_network": bytes.afterDownload,
