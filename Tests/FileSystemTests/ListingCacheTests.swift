@@ -142,6 +142,8 @@ final class ListingCacheTests: XCTestCase {
         XCTAssertEqual(cache["listing_bytes_on_disk"] as? Int, listings.bytesOnDisk)
         XCTAssertEqual(cache["listing_bytes_on_disk_limit"] as? Int, 8 << 10)
         XCTAssertTrue(fs.statsReport().contains("Cached listings: \(listings.inMemory) in memory ("), fs.statsReport())
+        XCTAssertTrue(fs.metricsText().contains("goesfs_listings_cached{where=\"memory\"} \(listings.inMemory)\n"), fs.metricsText())
+        XCTAssertTrue(fs.metricsText().contains("goesfs_listing_cached_bytes{where=\"disk\"} \(listings.bytesOnDisk)\n"), fs.metricsText())
     }
 
     /// Whether memory holds folder `i`, without refreshing its use the way `cached` does.
