@@ -23,6 +23,8 @@ let package = Package(
 
         .target(name: "GOESCatalog"),
         .target(name: "Locking"),
+        // The log's output: whole lines with write(2) under a lock no cancelled thread can keep.
+        .target(name: "LogOutput", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "ObjectStore", dependencies: ["CCurl", "GOESCatalog", "Locking"]),
         .target(name: "BlockCache", dependencies: ["CSQLite", "CChecksum", "CFileSpace", "Locking"]),
         // The tiny HTTP server behind `--metrics` (no dependency: swift-nio would slow every build).
@@ -36,7 +38,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "goesfs", dependencies: [
-            "FUSEBridge", "FileSystem", "ObjectStore", "BlockCache", "GOESCatalog", "Locking", "MetricsHTTP",
+            "FUSEBridge", "FileSystem", "ObjectStore", "BlockCache", "GOESCatalog", "Locking", "LogOutput", "MetricsHTTP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -48,6 +50,7 @@ let package = Package(
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
         .testTarget(name: "BlockCacheTests", dependencies: ["BlockCache"]),
         .testTarget(name: "MetricsHTTPTests", dependencies: ["MetricsHTTP"]),
+        .testTarget(name: "LogOutputTests", dependencies: ["LogOutput", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FileSystemTests", dependencies: [
             "FileSystem", "ObjectStore", "BlockCache", "TestSupport",
             .product(name: "Logging", package: "swift-log"),

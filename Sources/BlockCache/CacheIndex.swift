@@ -386,13 +386,63 @@ public final class CacheIndex: Sendable {
         return (at, body)
     }
 
-    public func storeListing(bucket: String, prefix: String, fetchedAt: Double, body: String) throws(SQLiteError) {
-        try run { db throws(SQLiteError) in try db.query("INSERT OR REPLACE INTO listings(bucket, prefix, fetched_at, body) VALUES(?, ?, ?, ?)",
-                               [.text(bucket), .text(prefix), .real(fetchedAt), .text(body)]) }
+    /// Stores a folder's listing; returns the bytes of the body it replaced (nil when there was
+    /// none), so the caller can keep a running total without summing the table.
+    @discardableResult
+    public func storeListing(bucket: String, prefix: String, fetchedAt: Double, body: String) throws(SQLiteError) -> Int? {
+        try run { db throws(SQLiteError) in
+            try db.transaction { () throws(SQLiteError) -> Int? in
+                let old = try db.query("SELECT length(CAST(body AS BLOB)) FROM listings WHERE bucket = ? AND prefix = ?",
+                                       [.text(bucket), .text(prefix)]).first?.first?.int
+                _ = try db.query("INSERT OR REPLACE INTO listings(bucket, prefix, fetched_at, body) VALUES(?, ?, ?, ?)",
+                                 [.text(bucket), .text(prefix), .real(fetchedAt), .text(body)])
+                return old.map(Int.init)
+            }
+        }
     }
 
-    public func dropListing(bucket: String, prefix: String) throws(SQLiteError) {
-        try run { db throws(SQLiteError) in try db.query("DELETE FROM listings WHERE bucket = ? AND prefix = ?", [.text(bucket), .text(prefix)]) }
+    /// Drops a folder's listing; returns the bytes of the body dropped (nil when there was none).
+    @discardableResult
+    public func dropListing(bucket: String, prefix: String) throws(SQLiteError) -> Int? {
+        try run { db throws(SQLiteError) in
+            try db.transaction { () throws(SQLiteError) -> Int? in
+                let old = try db.query("SELECT length(CAST(body AS BLOB)) FROM listings WHERE bucket = ? AND prefix = ?",
+                                       [.text(bucket), .text(prefix)]).first?.first?.int
+                _ = try db.query("DELETE FROM listings WHERE bucket = ? AND prefix = ?", [.text(bucket), .text(prefix)])
+                return old.map(Int.init)
+            }
+        }
+    }
+
+    /// Listings stored and the bytes of their bodies (UTF-8 JSON).
+    public func listingSummary() throws(SQLiteError) -> (count: Int, bytes: Int) {
+        let row = try run { db throws(SQLiteError) in
+            try db.query("SELECT COUNT(*), COALESCE(SUM(length(CAST(body AS BLOB))), 0) FROM listings")
+        }.first
+        return (Int(row?[0].int ?? 0), Int(row?[1].int ?? 0))
+    }
+
+    /// When the stored bodies exceed `maxBytes`, drops the listings fetched longest ago until they
+    /// are within 90 % of it (so pruning is rare). Returns how many were dropped and what is left.
+    @discardableResult
+    public func pruneListings(maxBytes: Int) throws(SQLiteError) -> (removed: Int, count: Int, bytes: Int) {
+        try run { db throws(SQLiteError) in
+            try db.transaction { () throws(SQLiteError) -> (removed: Int, count: Int, bytes: Int) in
+                let total = try db.query("SELECT COUNT(*), COALESCE(SUM(length(CAST(body AS BLOB))), 0) FROM listings").first
+                var count = Int(total?[0].int ?? 0), bytes = Int(total?[1].int ?? 0), removed = 0
+                guard bytes > maxBytes else { return (0, count, bytes) }
+                let target = maxBytes / 10 * 9
+                let oldest = try db.query("SELECT bucket, prefix, length(CAST(body AS BLOB)) FROM listings ORDER BY fetched_at ASC")
+                for row in oldest where bytes > target {
+                    guard let bucket = row[0].string, let prefix = row[1].string else { continue }
+                    _ = try db.query("DELETE FROM listings WHERE bucket = ? AND prefix = ?", [.text(bucket), .text(prefix)])
+                    bytes -= Int(row[2].int ?? 0)
+                    count -= 1
+                    removed += 1
+                }
+                return (removed, count, bytes)
+            }
+        }
     }
 }
 

@@ -109,7 +109,7 @@ public final class GOESFileSystem: Sendable {
         let diagnostics = DiagnosticsRunner(sources: client.diagnosticSources, bucket: configuration.buckets.first ?? "noaa-goes16",
                                             extra: configuration.versionLines, statistics: statistics, logger: logger)
         diagnostics.start(reason: "at mount")
-        let listings = ListingCache(client: client, index: index, logger: logger)
+        let listings = ListingCache(client: client, index: index, policies: configuration.policies, logger: logger)
         let readContext = ReadContext(policies: configuration.policies, client: client, store: store,
                                       pool: DownloadPool(threads: configuration.downloadThreads, reserved: configuration.policies.threadsReservedForReaders),
                                       statistics: statistics, budget: budget, diagnostics: diagnostics,
@@ -216,6 +216,7 @@ public final class GOESFileSystem: Sendable {
     func snapshot() -> Statistics.Snapshot {
         var snapshot = statistics.snapshot()
         snapshot.cachedObjects = (try? context.store.storedObjects()) ?? 0
+        snapshot.cachedListings = context.listings.counts
         let prefetching = scanPrefetching.withLock { $0 }
         snapshot.unrecordedBytes = context.budget.unrecordedBytes
         for (object, handles) in openObjects.inUse() {

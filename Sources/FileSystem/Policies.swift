@@ -64,6 +64,14 @@ public struct Policies: Sendable {
     /// Over the cap, eviction frees down to this share of it, so it runs in bursts, not per block.
     public var evictionTargetPercent = 90
 
+    // MARK: Listings
+    /// Folder listings held in memory (the least recently used go first, down to 90 %). A past
+    /// hour's folder of a busy product is a few hundred KiB of entries; the index keeps the rest.
+    public var listingsInMemory = 512
+    /// Bytes of listing bodies (JSON) the index keeps; past it the listings fetched longest ago are
+    /// dropped, down to 90 %. A folder dropped from both is listed again when next used.
+    public var listingBytesOnDisk = 64 << 20
+
     public init() {}
 
     /// The smallest cap the read path can keep: what download threads write before recording

@@ -52,6 +52,14 @@ public enum PrometheusText {
         out.family("goesfs_cache_size_bytes", .gauge, "Bytes of blocks in the cache.") { $0.sample([], s.cachedBytes) }
         out.family("goesfs_cache_limit_bytes", .gauge, "The cache's size cap.") { $0.sample([], s.cacheLimit) }
         out.family("goesfs_cache_objects", .gauge, "Objects with blocks in the cache.") { $0.sample([], s.cachedObjects) }
+        out.family("goesfs_listings_cached", .gauge, "Folder listings kept, in memory and in the cache index.") {
+            $0.sample([("where", "memory")], s.cachedListings.inMemory)
+            $0.sample([("where", "disk")], s.cachedListings.onDisk)
+        }
+        out.family("goesfs_listing_cached_bytes", .gauge, "Bytes of the JSON bodies of the listings kept.") {
+            $0.sample([("where", "memory")], s.cachedListings.bytesInMemory)
+            $0.sample([("where", "disk")], s.cachedListings.bytesOnDisk)
+        }
         out.family("goesfs_cache_evictions_total", .counter, "Units evicted to stay under the cap, by kind (closed objects, cold extents of open ones).") {
             $0.sample([("kind", "closed_object")], s.evictions.closedObjects)
             $0.sample([("kind", "open_object_extent")], s.evictions.openExtents)

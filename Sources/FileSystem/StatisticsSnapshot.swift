@@ -14,6 +14,27 @@ public struct RequestCounts: Sendable, Equatable {
     public func errors(_ category: ErrorCategory) -> Int { errorsByCategory[category] ?? 0 }
 }
 
+/// Listings kept (see `ListingCache`): entries and bytes of their JSON bodies, in memory and in
+/// the index, with the bounds of `Policies`.
+public struct CachedListings: Sendable, Equatable {
+    public var inMemory = 0
+    public var bytesInMemory = 0
+    public var memoryLimit = 0
+    public var onDisk = 0
+    public var bytesOnDisk = 0
+    public var diskLimitBytes = 0
+
+    public init(inMemory: Int = 0, bytesInMemory: Int = 0, memoryLimit: Int = 0,
+                onDisk: Int = 0, bytesOnDisk: Int = 0, diskLimitBytes: Int = 0) {
+        self.inMemory = inMemory
+        self.bytesInMemory = bytesInMemory
+        self.memoryLimit = memoryLimit
+        self.onDisk = onDisk
+        self.bytesOnDisk = bytesOnDisk
+        self.diskLimitBytes = diskLimitBytes
+    }
+}
+
 extension Statistics {
     public struct ErrorRecord: Sendable {
         public let at: Double, kind: RequestKind, category: ErrorCategory, message: String, key: String, attempt: Int, maxAttempts: Int
@@ -71,6 +92,8 @@ extension Statistics {
         public var bytesResumed = 0
         /// Objects with cached blocks (read from the index when a report is rendered).
         public var cachedObjects = 0
+        /// Listings kept (filled by the filesystem when it renders a report).
+        public var cachedListings = CachedListings()
         public var sources: [SourceLine] = []
         /// Per object id (`bucket/key`): what its downloads reported.
         public var activity: [String: FileActivity] = [:]

@@ -37,7 +37,11 @@ public enum StatsJSON {
                       "evictions_by_reason": ["closed_objects": s.evictions.closedObjects, "closed_object_bytes": s.evictions.closedObjectBytes,
                                               "open_object_extents": s.evictions.openExtents, "open_object_extent_bytes": s.evictions.openExtentBytes,
                                               "refused_writes": s.evictions.refused, "refused_bytes": s.evictions.refusedBytes],
-                      "pinned_bytes": s.pinnedBytes, "unrecorded_bytes": s.unrecordedBytes, "repairs": s.repairs, "notes": s.events],
+                      "pinned_bytes": s.pinnedBytes, "unrecorded_bytes": s.unrecordedBytes, "repairs": s.repairs, "notes": s.events,
+                      "listings_in_memory": s.cachedListings.inMemory, "listing_bytes_in_memory": s.cachedListings.bytesInMemory,
+                      "listings_in_memory_limit": s.cachedListings.memoryLimit,
+                      "listings_on_disk": s.cachedListings.onDisk, "listing_bytes_on_disk": s.cachedListings.bytesOnDisk,
+                      "listing_bytes_on_disk_limit": s.cachedListings.diskLimitBytes],
             "by_product": s.traffic.bytes.sorted { $0.key < $1.key }.map { key, bytes -> [String: Any] in
                 ["satellite": key.satellite, "product": key.product,
                  "bytes_from_cache": bytes.fromCache, "bytes_from_network": bytes.afterDownload,

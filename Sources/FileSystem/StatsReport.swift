@@ -46,6 +46,7 @@ public enum StatsReport {
 
             """
         let served = s.bytesFromCache + s.bytesFromNetwork
+        let l = s.cachedListings
         let hitRatio = served > 0 ? String(format: "%.1f%%", Double(s.bytesFromCache) * 100 / Double(served)) : "n/a"
         out += """
 
@@ -57,6 +58,7 @@ public enum StatsReport {
             Saved by the cache: \(s.bytesSaved) bytes
             Bytes resumed after an interruption: \(s.bytesResumed) bytes
             Cached: \(s.cachedObjects) objects, \(ByteFormat.human(s.cachedBytes)) of \(ByteFormat.human(s.cacheLimit)) limit
+            Cached listings: \(l.inMemory) in memory (\(ByteFormat.human(l.bytesInMemory)), at most \(l.memoryLimit)), \(l.onDisk) on disk (\(ByteFormat.human(l.bytesOnDisk)) of \(ByteFormat.human(l.diskLimitBytes)) limit)
             Pinned: \(ByteFormat.human(s.pinnedBytes)) being served, \(ByteFormat.human(s.unrecordedBytes)) being written
             Evictions: \(s.evictions.count) (\(s.evictions.bytes) bytes): \(s.evictions.closedObjects) closed objects (\(s.evictions.closedObjectBytes) bytes), \(s.evictions.openExtents) cold parts of open objects (\(s.evictions.openExtentBytes) bytes); no room: \(s.evictions.refused) writes (\(s.evictions.refusedBytes) bytes) served from memory
             Repairs: \(s.repairs)

@@ -1,6 +1,7 @@
 import FileSystem
 import Foundation
 import Logging
+import LogOutput
 
 /// `--log-format json`: one JSON object per line on stderr (the log), for journald and log
 /// shippers: `time`, `level`, `message`, and the event's metadata as strings (`category` uses the
@@ -23,8 +24,7 @@ struct JSONLogHandler: LogHandler {
         event["message"] = logged.message.description
         event["logger"] = label
         guard let data = try? JSONSerialization.data(withJSONObject: event, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
-        // One write per event: lines from several threads never interleave.
-        Console.error(String(decoding: data, as: UTF8.self) + "\n")
+        LogWriter.standardError.write(String(decoding: data, as: UTF8.self) + "\n")
     }
 }
 

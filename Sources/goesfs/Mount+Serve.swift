@@ -4,6 +4,7 @@ import FileSystem
 import Foundation
 import FUSEBridge
 import Logging
+import LogOutput
 import MetricsHTTP
 import ObjectStore
 
@@ -20,7 +21,7 @@ extension Mount {
             switch format {
             case .json: return JSONLogHandler(logLevel: level, label: label)
             case .text:
-                var handler = StreamLogHandler.standardError(label: label)
+                var handler = TextLogHandler(label: label)
                 handler.logLevel = level
                 return handler
             }

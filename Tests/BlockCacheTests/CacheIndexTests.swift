@@ -129,6 +129,31 @@ final class CacheIndexTests: XCTestCase {
         XCTAssertEqual(Array(back[0..<200]), bytes)
         XCTAssertEqual("123456789".utf8.withContiguousStorageIfAvailable { blockChecksum(UnsafeRawBufferPointer($0)) }, 0xE3069283) // CRC-32C check value
     }
+
+    /// Pruning drops the listings fetched longest ago (not those stored first) down to 90 % of the
+    /// bound, counting bytes of UTF-8, and stores report the size of the body they replace.
+    func testPruneListingsDropsTheOldestFetchedFirst() throws {
+        let index = try CacheIndex(directory: CacheDirectory(path: directory, create: false))
+        let body = String(repeating: "é", count: 50) // 100 bytes, 50 characters
+        for i in 0..<10 {
+            // Stored in order 0…9, fetched in reverse: 9 is the oldest.
+            XCTAssertNil(try index.storeListing(bucket: "b", prefix: "p\(i)/", fetchedAt: Double(1000 - i), body: body))
+        }
+        XCTAssertEqual(try index.storeListing(bucket: "b", prefix: "p0/", fetchedAt: 1000, body: body), 100)
+        XCTAssertEqual(try index.listingSummary().count, 10)
+        XCTAssertEqual(try index.listingSummary().bytes, 1000)
+        XCTAssertEqual(try index.pruneListings(maxBytes: 1000).removed, 0)
+        let left = try index.pruneListings(maxBytes: 999)
+        XCTAssertEqual(left.removed, 2) // down to 899 bytes at most
+        XCTAssertEqual(left.count, 8)
+        XCTAssertEqual(left.bytes, 800)
+        XCTAssertNil(try index.storedListing(bucket: "b", prefix: "p9/"))
+        XCTAssertNil(try index.storedListing(bucket: "b", prefix: "p8/"))
+        XCTAssertNotNil(try index.storedListing(bucket: "b", prefix: "p7/"))
+        XCTAssertEqual(try index.dropListing(bucket: "b", prefix: "p7/"), 100)
+        XCTAssertNil(try index.dropListing(bucket: "b", prefix: "p7/"))
+        XCTAssertEqual(try index.listingSummary().bytes, 700)
+    }
 }
 
 final class LockedCounter: @unchecked Sendable {

@@ -33,6 +33,8 @@ final class StatsGoldenTests: XCTestCase {
         stats.transferProgress(transfer, bytes: 262_144)
         var snapshot = stats.snapshot()
         snapshot.cachedObjects = 2
+        snapshot.cachedListings = CachedListings(inMemory: 3, bytesInMemory: 45_300, memoryLimit: 512,
+                                                 onDisk: 40, bytesOnDisk: 612_000, diskLimitBytes: 64 << 20)
         // What GOESFileSystem adds from the block tables: block 0 present, 1 downloading for a reader, 2 ahead.
         snapshot.files = [FileRow.make(activity: snapshot.activity["noaa-goes16/" + key], bucket: "noaa-goes16", key: key, size: 3_145_728,
                                        blocks: BlockSummary(present: 1_048_576, waited: 1_048_576, ahead: 1_048_576),
@@ -81,6 +83,7 @@ final class StatsGoldenTests: XCTestCase {
             Saved by the cache: 3670016 bytes
             Bytes resumed after an interruption: 4096 bytes
             Cached: 2 objects, 2.1 MB of 10.0 GB limit
+            Cached listings: 3 in memory (45.3 KB, at most 512), 40 on disk (612.0 KB of 67.1 MB limit)
             Pinned: 0 B being served, 0 B being written
             Evictions: 1 (1048576 bytes): 1 closed objects (1048576 bytes), 0 cold parts of open objects (0 bytes); no room: 0 writes (0 bytes) served from memory
             Repairs: 1
