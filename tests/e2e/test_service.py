@@ -335,6 +335,9 @@ def test_sigusr1_writes_the_stats_report_to_the_log(services):
     s = services()
     pid = s.start()
     assert serves(s)  # something for the report to count
+    # A reader may be answered before its download is counted as done: wait for the count first.
+    wait_for(lambda: re.search(r"^Successful: [1-9]", (s.path / ".stats").read_text(), re.MULTILINE), 10,
+             "the download counted in .stats")
     os.kill(pid, signal.SIGUSR1)
     text = wait_for(lambda: s.log_file.exists() and "S3 Download Statistics:" in s.log_file.read_text()
                     and s.log_file.read_text(), 10, "the report in the log")
