@@ -4,6 +4,24 @@
 #include <sys/stat.h>
 #include <errno.h>
 #include <stddef.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <unistd.h>
+
+/* libfuse's own messages, written with one write(2) each and cancellation off: through stdio, a
+   worker cancelled at loop exit inside fprintf would keep stderr's lock and hang the next writer. */
+static void goesfs_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap) {
+    (void)level;
+    char line[2048];
+    int old;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    if (n > (int)sizeof line - 1) n = (int)sizeof line - 1;
+    if (n > 0) { ssize_t written = write(2, line, (size_t)n); (void)written; }
+    pthread_setcancelstate(old, NULL);
+}
+static inline void goesfs_route_fuse_log(void) { fuse_set_log_func(goesfs_fuse_log); }
 
 static inline int goesfs_session_loop_mt(struct fuse_session *se, struct fuse_loop_config *cfg) {
     return fuse_session_loop_mt(se, cfg);

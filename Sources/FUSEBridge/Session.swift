@@ -50,6 +50,7 @@ public struct MountSession {
         var ops = FUSEBridge.operations()
         let userdata = Unmanaged.passRetained(bridge)
         defer { userdata.release() }
+        goesfs_route_fuse_log()
         guard let session = goesfs_session_new(&args, &ops, userdata.toOpaque()) else {
             throw .cannotCreateSession("libfuse rejected the options \(all.joined(separator: ","))")
         }
