@@ -51,6 +51,8 @@ public protocol StoredObject: AnyObject, Sendable {
     var recorded: [Int: UInt32] { get }
     /// The source's copy changed since the store last saw it: its old blocks were dropped.
     var invalidated: Bool { get }
+    /// Bytes of those old blocks.
+    var invalidatedBytes: Int { get }
 
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws
     /// Up to `buffer.count` bytes at `offset`; how many were there.
@@ -117,6 +119,7 @@ final class DiskStoredObject: StoredObject {
     let id: Int64
     let recorded: [Int: UInt32]
     let invalidated: Bool
+    let invalidatedBytes: Int
 
     init(file: DataFile, index: CacheIndex, record: CachedObject) {
         self.file = file
@@ -124,6 +127,7 @@ final class DiskStoredObject: StoredObject {
         id = record.id
         recorded = record.blocks
         invalidated = record.invalidated
+        invalidatedBytes = record.droppedBytes
     }
 
     var path: String { file.path }

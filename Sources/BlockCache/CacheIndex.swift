@@ -10,6 +10,8 @@ public struct CachedObject: Sendable {
     public let blocks: [Int: UInt32]
     /// The object changed at the source (size or ETag): its old blocks were dropped.
     public let invalidated: Bool
+    /// Bytes of the old blocks dropped (for the cap's count).
+    public var droppedBytes = 0
 }
 
 /// The SQLite index of the cache: objects, blocks present with their checksums, and listings.
@@ -225,10 +227,11 @@ public final class CacheIndex: Sendable {
                     }
                     return CachedObject(id: id, blocks: blocks, invalidated: false)
                 }
+                let dropped = try db.query("SELECT COALESCE(SUM(length), 0) FROM blocks WHERE object_id = ?", [.integer(id)]).first?.first?.int ?? 0
                 try db.query("DELETE FROM blocks WHERE object_id = ?", [.integer(id)])
                 try db.query("UPDATE objects SET size = ?, etag = ?, last_access = ? WHERE id = ?",
                              [.integer(Int64(size)), .text(etag), .real(now), .integer(id)])
-                return CachedObject(id: id, blocks: [:], invalidated: true)
+                return CachedObject(id: id, blocks: [:], invalidated: true, droppedBytes: Int(dropped))
             }
             try db.query("INSERT INTO objects(bucket, key, size, etag, last_access) VALUES(?, ?, ?, ?, ?)",
                          [.text(bucket), .text(key), .integer(Int64(size)), .text(etag), .real(now)])

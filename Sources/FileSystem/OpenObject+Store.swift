@@ -316,6 +316,8 @@ extension OpenObject {
             do { context.budget.dropped(bytes: try stored.dropAll()) } catch {
                 context.logger.error("\(bucket)/\(key): could not drop the changed object from the index: \(error)")
             }
+            // Its space too: no row names these bytes any more, so eviction would never find them.
+            try? stored.freeSpace(0..<max(size, stored.length))
             context.verified.remove(objectID: stored.id)
         }
         let folder = key.lastIndex(of: "/").map { String(key[...$0]) } ?? ""

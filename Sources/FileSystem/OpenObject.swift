@@ -88,7 +88,10 @@ final class OpenObject: Sendable {
         var opened: (any StoredObject)?
         do {
             opened = try context.store.open(bucket: bucket, key: object.key, size: object.size, etag: object.etag)
-            if let opened, opened.invalidated { context.verified.remove(objectID: opened.id) }
+            if let opened, opened.invalidated {
+                context.verified.remove(objectID: opened.id)
+                context.budget.dropped(bytes: opened.invalidatedBytes)
+            }
         } catch {
             // Reads still work, from the network; the cache is just not used for this object.
             context.storeHealth.storeFailed(error, what: "\(bucket)/\(object.key)")

@@ -60,6 +60,7 @@ public final class MemoryStoredObject: StoredObject {
     let bucket: String
     let key: String
     public let invalidated: Bool
+    public var invalidatedBytes: Int { 0 }   // a new version starts a new object here
     public let recorded: [Int: UInt32]
 
     init(id: Int64, bucket: String, key: String, invalidated: Bool) {
