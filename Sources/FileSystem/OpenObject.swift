@@ -229,14 +229,14 @@ final class OpenObject: Sendable {
                 let first = frontier >= next && frontier <= next + policies.blocks(policies.maxReadahead) ? frontier + 1 : next
                 let last = min(lastBlock, (byteRange(of: wanted).upperBound + readahead.window - 1) / blockSize)
                 if first <= last {
-                    let runs = FetchPlanner.readahead(first...last, requestBlocks: policies.blocks(readahead.requestBytes),
-                                                      lastBlock: lastBlock, urgentBlock: next) { OpenObject.isMissing(s.table[$0], now: now) }
-                    for run in runs {
+                    let ahead = FetchPlanner.readaheadPlan(first...last, requestBlocks: policies.blocks(readahead.requestBytes),
+                                                           lastBlock: lastBlock, urgentBlock: next) { OpenObject.isMissing(s.table[$0], now: now) }
+                    for run in ahead.runs {
                         let fetch = RangeFetch(blocks: run, priority: .readahead)
                         for block in run { s.table[block] = .fetching(fetch) }
                         plan.newRequests.append(fetch)
-                        s.readaheadFrontier = max(s.readaheadFrontier, run.upperBound)
                     }
+                    s.readaheadFrontier = max(s.readaheadFrontier, ahead.coveredThrough)
                 }
             } else if !s.backgroundFill, s.scatteredMisses >= policies.backgroundFillAfterMisses, size >= policies.backgroundFillMinimumSize {
                 s.backgroundFill = true

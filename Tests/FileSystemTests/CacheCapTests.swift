@@ -119,6 +119,7 @@ final class CacheCapTests: XCTestCase {
         let one = try fs.open(Self.path(1))
         defer { fs.release(handle: one) }
         check(try read(fs, one, 0, 256 << 10), 1, 0, 256 << 10)
+        fs.finishDownloads(within: 30)   // answered from the request's buffer; on disk once it ends
         // A splice reply of the now cached bytes, held as the kernel would hold it.
         let held = Locked<ReadData?>(nil)
         let replied = DispatchSemaphore(value: 0)

@@ -50,6 +50,9 @@ final class ReadPathPolicyTests: XCTestCase {
                        [30...37, 38...40])
         // Next to the reader even a sliver goes: it is needed now.
         XCTAssertEqual(FetchPlanner.readahead(22...24, requestBlocks: 8, lastBlock: 100, urgentBlock: 22, isMissing: missing), [22...24])
+        // The window is covered up to the sliver left to grow; all of it when nothing is left.
+        XCTAssertEqual(FetchPlanner.readaheadPlan(10...40, requestBlocks: 8, lastBlock: 100, urgentBlock: 10, isMissing: missing).coveredThrough, 37)
+        XCTAssertEqual(FetchPlanner.readaheadPlan(20...21, requestBlocks: 8, lastBlock: 100, urgentBlock: 20, isMissing: missing).coveredThrough, 21)
     }
 
     func testScanPrefetchPlacesTheRangesReadOntoTheNextScanScaledAndWithSlack() {
