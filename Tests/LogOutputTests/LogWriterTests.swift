@@ -10,7 +10,11 @@ final class LogWriterTests: XCTestCase {
         let (readEnd, writeEnd) = try makePipe()
         let writer = LogWriter(descriptor: writeEnd, patience: 30)
         let received = Captured()
-        let reader = Thread { received.bytes = Self.readAll(readEnd) }
+        let readerDone = DispatchSemaphore(value: 0)
+        let reader = Thread {
+            received.bytes = Self.readAll(readEnd)
+            readerDone.signal()   // the hand-over of `bytes` to the test thread
+        }
         reader.start()
         let threads = 8, linesPerThread = 300
         DispatchQueue.concurrentPerform(iterations: threads) { thread in
@@ -20,7 +24,7 @@ final class LogWriterTests: XCTestCase {
             }
         }
         close(writeEnd)
-        while !reader.isFinished { usleep(1000) }
+        XCTAssertEqual(readerDone.wait(timeout: .now() + 60), .success, "the reader never saw the end of the pipe")
         close(readEnd)
 
         let lines = String(decoding: received.bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
