@@ -135,7 +135,12 @@ final class CacheBudget: Sendable {
                     bytes = evictObject(object)
                     if bytes > 0 { statistics.recordEviction(.closedObject, bytes: bytes) }
                 case .extent(let cold):
+                    // Only the registered instance, kept registered meanwhile: a file closed and
+                    // reopened since the snapshot has a new object whose table this one does not
+                    // know (its holes would look like damage there, and be counted twice).
+                    guard openObjects.downloadStarted(cold.object) else { continue }
                     bytes = cold.object.evict(extent: cold.extent)
+                    openObjects.downloadEnded(cold.object)
                     if bytes > 0 { statistics.recordEviction(.openObjectExtent, bytes: bytes) }
                 }
                 if bytes > 0 { dropped(bytes: bytes); freed += bytes }

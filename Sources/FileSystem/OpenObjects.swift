@@ -67,7 +67,8 @@ final class OpenObjects: Sendable {
         update(object) { $0.handles -= 1 }
     }
 
-    /// A download for `object` wants to start: it stays registered (in use) until `downloadEnded`.
+    /// A download (or an eviction of its cold parts) for `object` wants to start: it stays
+    /// registered (in use, so a new open shares it rather than make another) until `downloadEnded`.
     /// False when nobody has this object open any more: a prefetch for a closed file is dropped
     /// (eviction may already have removed it).
     func downloadStarted(_ object: OpenObject) -> Bool {
