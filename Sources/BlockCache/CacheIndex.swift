@@ -316,11 +316,6 @@ public final class CacheIndex: Sendable {
             .first?.first?.int.map { Int($0) }
     }
 
-    /// Forgets a block (it failed verification or its file vanished).
-    public func dropBlock(objectID: Int64, block: Int) throws(SQLiteError) {
-        try run { db throws(SQLiteError) in try db.query("DELETE FROM blocks WHERE object_id = ? AND block = ?", [.integer(objectID), .integer(Int64(block))]) }
-    }
-
     // MARK: Maintenance (offline)
 
     public struct ObjectRow: Sendable { public let id: Int64, bucket: String, key: String; public var blockSize: Int { CacheIndex.blockSize } }

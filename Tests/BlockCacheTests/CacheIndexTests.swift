@@ -20,7 +20,7 @@ final class CacheIndexTests: XCTestCase {
         XCTAssertEqual(first.blocks, [:])
         try index.recordBlock(objectID: first.id, block: 3, crc: 0xDEADBEEF, length: 100)
         try index.recordBlock(objectID: first.id, block: 4, crc: 7, length: 100)
-        try index.dropBlock(objectID: first.id, block: 4)
+        try index.dropBlocks(objectID: first.id, [4])
         let again = try index.openObject(bucket: "b", key: "k", size: 10, etag: "e1")
         XCTAssertEqual(again.id, first.id)
         XCTAssertEqual(again.blocks, [3: 0xDEADBEEF])
